@@ -1,0 +1,115 @@
+"""Database models: connections, the record-link ledger, and sync runs.
+
+One ``Connection`` per Dataverse organization. The ledger (``RecordLink``)
+remembers which ActiveCampaign contact a Dynamics row became and what was last
+pushed, so a worker can tell a real change from an echo and never create a
+duplicate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Connection(Base):
+    """A Dynamics organization connected to one ActiveCampaign account."""
+
+    __tablename__ = "connections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    dataverse_url: Mapped[str] = mapped_column(String(300), unique=True)
+    dataverse_org_id: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant_id: Mapped[str] = mapped_column(String(36), index=True)
+    ac_api_url: Mapped[str | None] = mapped_column(String(300))
+    ac_api_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    ac_api_key_last4: Mapped[str | None] = mapped_column(String(4))
+    dataverse_webhook_key_hash: Mapped[str | None] = mapped_column(String(64))
+    ac_webhook_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    global_sync_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    links: Mapped[list[RecordLink]] = relationship(back_populates="connection")
+
+    def __repr__(self) -> str:  # never includes secrets
+        return f"<Connection {self.id} {self.dataverse_url}>"
+
+
+class LinkStatus:
+    """Values of ``RecordLink.status``."""
+
+    PENDING = "pending"
+    SYNCED = "synced"
+    EXCLUDED = "excluded"
+    FAILING = "failing"
+
+
+class RecordLink(Base):
+    """The ledger row for one Dynamics lead or contact."""
+
+    __tablename__ = "record_links"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "entity", "dynamics_id", name="uq_link_record"),
+        Index("ix_link_email", "connection_id", "email"),
+        Index("ix_link_ac_contact", "connection_id", "ac_contact_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(20))
+    dynamics_id: Mapped[str] = mapped_column(String(36))
+    ac_contact_id: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(320))
+    pushed_hash: Mapped[str | None] = mapped_column(String(64))
+    pulled_hash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default=LinkStatus.PENDING)
+    last_synced_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    connection: Mapped[Connection] = relationship(back_populates="links")
+
+
+class SyncRun(Base):
+    """One initial or scheduled sync, with counts and the checkpoint to resume from."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    records_total: Mapped[int] = mapped_column(Integer, default=0)
+    records_done: Mapped[int] = mapped_column(Integer, default=0)
+    records_failed: Mapped[int] = mapped_column(Integer, default=0)
+    checkpoint: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
