@@ -1,0 +1,200 @@
+/*
+ * ActiveCampaign Bridge: the small client every page uses to call the bridge.
+ *
+ * Web resource ac_/js/bridge_client.js. It needs nothing but the Dynamics client API:
+ *   - configuration comes from two Dataverse environment variables, read at run time so one
+ *     solution serves every organization: ac_BridgeBaseUrl (the bridge's https base URL) and
+ *     ac_BridgeClientId (the bridge's Entra application (client) id);
+ *   - every call carries "Authorization: Bearer <token>" from ActiveCampaignBridge.auth.getToken().
+ *
+ * Tokens: the default getToken() uses MSAL.js (msal-browser, global `msal`). The MSAL.js library
+ * file is loaded by the pages that call the bridge, before this file, with their own <script> tag;
+ * this version of the solution does not ship it yet, so until a page loads it getToken() rejects
+ * with a message that says so. Any page or test can replace the hook:
+ *     ActiveCampaignBridge.auth.getToken = function () { return Promise.resolve("<token>"); };
+ *
+ * Errors: a failed call rejects with an Error whose message is the bridge's JSON error message
+ * (or the HTTP status when the body is not JSON), ready to show to the user.
+ */
+var ActiveCampaignBridge = window.ActiveCampaignBridge || {};
+window.ActiveCampaignBridge = ActiveCampaignBridge;
+ActiveCampaignBridge.auth = ActiveCampaignBridge.auth || {};
+ActiveCampaignBridge.client = ActiveCampaignBridge.client || {};
+
+(function () {
+  "use strict";
+
+  var BASE_URL_VARIABLE = "ac_BridgeBaseUrl";
+  var CLIENT_ID_VARIABLE = "ac_BridgeClientId";
+  var configPromise = null;
+  var msalApp = null;
+  var msalReady = null;
+
+  /* HTML web resources run in an iframe of the Dynamics page; the client API lives on the
+     parent window there and on this window in forms and ribbon scripts. */
+  function xrm() {
+    var api = window.Xrm || (window.parent && window.parent.Xrm);
+    if (!api) {
+      throw new Error("Open this page inside Dynamics 365: the client API (Xrm) is not available.");
+    }
+    return api;
+  }
+
+  /* Reads one environment variable: its current value if set in this organization, otherwise
+     the default value shipped with the definition, otherwise null. */
+  ActiveCampaignBridge.client.getEnvironmentVariable = function (schemaName) {
+    var query = "?$select=schemaname,defaultvalue" +
+      "&$filter=schemaname eq '" + schemaName + "'" +
+      "&$expand=environmentvariabledefinition_environmentvariablevalue($select=value)";
+    return Promise.resolve().then(function () {
+      return xrm().WebApi.retrieveMultipleRecords("environmentvariabledefinition", query);
+    }).then(function (result) {
+      var definition = result && result.entities && result.entities[0];
+      if (!definition) {
+        return null;
+      }
+      var values = definition.environmentvariabledefinition_environmentvariablevalue || [];
+      if (values.length > 0 && values[0].value) {
+        return values[0].value;
+      }
+      return definition.defaultvalue || null;
+    });
+  };
+
+  /* {baseUrl, clientId}, read once per page. */
+  ActiveCampaignBridge.client.getConfig = function () {
+    if (!configPromise) {
+      var read = ActiveCampaignBridge.client.getEnvironmentVariable;
+      configPromise = Promise.all([read(BASE_URL_VARIABLE), read(CLIENT_ID_VARIABLE)])
+        .then(function (values) {
+          if (!values[0]) {
+            throw new Error("The bridge address is not set: an administrator sets the " +
+              "environment variable " + BASE_URL_VARIABLE + " (see the solution's README).");
+          }
+          return { baseUrl: values[0].replace(/\/+$/, ""), clientId: values[1] || "" };
+        })
+        .catch(function (error) {
+          configPromise = null;
+          throw error;
+        });
+    }
+    return configPromise;
+  };
+
+  function userName() {
+    try {
+      return xrm().Utility.getGlobalContext().userSettings.userName;
+    } catch (error) {
+      return undefined;
+    }
+  }
+
+  function msalToken(config) {
+    var msal = window.msal;
+    if (!msal || typeof msal.PublicClientApplication !== "function") {
+      throw new Error("Sign-in is not available on this page: MSAL.js is not loaded.");
+    }
+    if (!config.clientId) {
+      throw new Error("The bridge's application id is not set: an administrator sets the " +
+        "environment variable " + CLIENT_ID_VARIABLE + ".");
+    }
+    if (!msalApp) {
+      msalApp = new msal.PublicClientApplication({
+        auth: {
+          clientId: config.clientId,
+          authority: "https://login.microsoftonline.com/organizations",
+          /* One fixed, registered redirect page per organization: page URLs inside the app
+             carry a changing cache prefix, so the current page cannot be registered. */
+          redirectUri: window.location.origin + "/WebResources/ac_/html/dashboard.html"
+        },
+        cache: { cacheLocation: "localStorage" }
+      });
+      msalReady = typeof msalApp.initialize === "function" ? msalApp.initialize() : Promise.resolve();
+    }
+    var request = {
+      scopes: ["api://" + config.clientId + "/access_as_user"],
+      loginHint: userName()
+    };
+    return msalReady.then(function () {
+      return msalApp.ssoSilent(request);
+    }).catch(function (error) {
+      if (error && (error.name === "InteractionRequiredAuthError" ||
+        error.errorCode === "interaction_required" || error.errorCode === "login_required")) {
+        return msalApp.acquireTokenPopup(request);
+      }
+      throw error;
+    }).then(function (result) {
+      return result.accessToken;
+    });
+  }
+
+  /* The replaceable token hook: returns a Promise of a bearer token for the bridge. */
+  if (typeof ActiveCampaignBridge.auth.getToken !== "function") {
+    ActiveCampaignBridge.auth.getToken = function () {
+      return ActiveCampaignBridge.client.getConfig().then(msalToken);
+    };
+  }
+
+  function errorMessage(response, body, text) {
+    if (body && typeof body === "object") {
+      var error = body.error;
+      if (error && typeof error === "object" && error.message) {
+        return String(error.message);
+      }
+      if (typeof error === "string" && error) {
+        return body.message ? error + ": " + body.message : error;
+      }
+      if (body.message) {
+        return String(body.message);
+      }
+      if (body.detail) {
+        return String(body.detail);
+      }
+    }
+    var status = "The bridge answered HTTP " + response.status +
+      (response.statusText ? " " + response.statusText : "");
+    return text && text.length < 200 && !/^\s*</.test(text) ? status + ": " + text : status;
+  }
+
+  /* Calls the bridge: method, a path below the base URL ("/api/v1/..."), an optional JSON body.
+     Resolves with the parsed JSON answer (null for an empty body). */
+  ActiveCampaignBridge.client.request = function (method, path, body) {
+    return Promise.all([ActiveCampaignBridge.client.getConfig(), ActiveCampaignBridge.auth.getToken()])
+      .then(function (results) {
+        var headers = { Accept: "application/json", Authorization: "Bearer " + results[1] };
+        var init = { method: method, headers: headers, credentials: "omit" };
+        if (body !== undefined) {
+          headers["Content-Type"] = "application/json";
+          init.body = JSON.stringify(body);
+        }
+        return fetch(results[0].baseUrl + path, init);
+      })
+      .then(function (response) {
+        return response.text().then(function (text) {
+          var parsed = null;
+          if (text) {
+            try {
+              parsed = JSON.parse(text);
+            } catch (error) {
+              parsed = null;
+            }
+          }
+          if (!response.ok) {
+            var failure = new Error(errorMessage(response, parsed, text));
+            failure.status = response.status;
+            failure.body = parsed;
+            throw failure;
+          }
+          return parsed;
+        });
+      });
+  };
+
+  ActiveCampaignBridge.client.get = function (path) {
+    return ActiveCampaignBridge.client.request("GET", path);
+  };
+
+  ActiveCampaignBridge.client.post = function (path, body) {
+    return ActiveCampaignBridge.client.request("POST", path, body);
+  };
+})();
