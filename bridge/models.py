@@ -44,7 +44,7 @@ class Connection(Base):
     ac_api_url: Mapped[str | None] = mapped_column(String(300))
     ac_api_key_encrypted: Mapped[str | None] = mapped_column(Text)
     ac_api_key_last4: Mapped[str | None] = mapped_column(String(4))
-    dataverse_webhook_key_hash: Mapped[str | None] = mapped_column(String(64))
+    dataverse_webhook_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     ac_webhook_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     global_sync_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

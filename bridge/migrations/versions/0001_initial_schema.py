@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("ac_webhook_token_hash"),
+        sa.UniqueConstraint("dataverse_webhook_key_hash"),
         sa.UniqueConstraint("dataverse_org_id"),
         sa.UniqueConstraint("dataverse_url"),
     )
