@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 
 @dataclass
@@ -86,11 +86,31 @@ class RunningServer:
         self._thread.join(timeout=5)
 
 
-def serve_in_thread(app, port: int = 0, tls: TlsFiles | None = None) -> RunningServer:
-    """Start ``app`` on 127.0.0.1 (``port`` 0 picks a free one) and return at once."""
+class _QuietRequestHandler(WSGIRequestHandler):
+    """Serves like werkzeug's handler but writes no access-log line per request."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
+def serve_in_thread(
+    app, port: int = 0, tls: TlsFiles | None = None, *, quiet: bool = False
+) -> RunningServer:
+    """Start ``app`` on 127.0.0.1 (``port`` 0 picks a free one) and return at once.
+
+    ``quiet`` drops the per-request access log (emulators); it does not touch
+    the process-wide ``werkzeug`` logger, which the bridge's own tests read.
+    """
     ssl_context = None
     if tls is not None:
         ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ssl_context.load_cert_chain(tls.cert_path, tls.key_path)
-    server = make_server("127.0.0.1", port, app, threaded=True, ssl_context=ssl_context)
+    server = make_server(
+        "127.0.0.1",
+        port,
+        app,
+        threaded=True,
+        ssl_context=ssl_context,
+        request_handler=_QuietRequestHandler if quiet else None,
+    )
     return RunningServer(server, "https" if tls else "http")

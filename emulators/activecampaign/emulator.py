@@ -5,7 +5,6 @@ handles tests and benchmarks use to seed it, inspect it and simulate what happen
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from emulators.server import RunningServer, serve_in_thread
@@ -50,8 +49,7 @@ class ActiveCampaignEmulator:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self, port: int = 0) -> ActiveCampaignEmulator:
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = serve_in_thread(self.app, port=port)
+        self._server = serve_in_thread(self.app, port=port, quiet=True)
         return self
 
     def stop(self) -> None:

@@ -8,7 +8,6 @@ RemoteExecutionContext bodies. See ``DataverseEmulator`` for the Python interfac
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import threading
 import time
@@ -79,14 +78,13 @@ class DataverseEmulator:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, port: int = 0) -> DataverseEmulator:
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         cert, key = self.state_dir / "emulator-cert.pem", self.state_dir / "emulator-key.pem"
         self._tls = (
             TlsFiles(cert, key)
             if cert.exists() and key.exists()
             else make_self_signed_cert(self.state_dir)
         )
-        self._server = serve_in_thread(create_app(self), port=port, tls=self._tls)
+        self._server = serve_in_thread(create_app(self), port=port, tls=self._tls, quiet=True)
         self.url = self._server.url
         self.identity.authority_host = self.url
         self.org.seed(self.apps)
