@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     ForeignKey,
@@ -47,6 +48,13 @@ class Connection(Base):
     dataverse_webhook_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     ac_webhook_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     global_sync_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Sync settings (issue: admin experience). Frequency of the scheduled sync in hours.
+    sync_frequency_hours: Mapped[int] = mapped_column(Integer, default=4)
+    initial_sync_status: Mapped[str] = mapped_column(String(20), default="never")
+    exclude_automations_on_import: Mapped[bool] = mapped_column(Boolean, default=True)
+    conflict_rule: Mapped[str] = mapped_column(String(30), default="most_recent")
+    connected_by: Mapped[str | None] = mapped_column(String(200))
+    connected_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -113,3 +121,67 @@ class SyncRun(Base):
     records_failed: Mapped[int] = mapped_column(Integer, default=0)
     checkpoint: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class EntityConfig(Base):
+    """How one table (lead or contact) of a connection syncs: on/off, criteria, field map.
+
+    ``criteria`` is a list of ``{"field": <column>, "operator": <op>, "value": <v>}``
+    that must all hold; operators: ``eq, ne, contains, begins_with, is_empty,
+    is_not_empty, gt, lt, on, before, after``. ``field_mappings`` is a list of
+    ``{"ac_field": "firstName" | "<custom field id>", "dynamics_column": <column>,
+    "direction": "both" | "to_activecampaign" | "to_dynamics",
+    "option_map": {"<dynamics option value>": "<ActiveCampaign option value>"}}``;
+    an empty list means the standard mapping of ``bridge.mapping``.
+    """
+
+    __tablename__ = "entity_configs"
+    __table_args__ = (UniqueConstraint("connection_id", "entity", name="uq_entity_config"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(20))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    mode: Mapped[str] = mapped_column(String(20), default="all")  # "all" | "criteria"
+    criteria: Mapped[list] = mapped_column(JSON, default=list)
+    field_mappings: Mapped[list] = mapped_column(JSON, default=list)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class SyncCheckpoint(Base):
+    """Where the scheduled sync of one table resumes: the Dataverse delta token, the
+    ActiveCampaign ``updated_after`` cursor."""
+
+    __tablename__ = "sync_checkpoints"
+    __table_args__ = (UniqueConstraint("connection_id", "entity", name="uq_checkpoint"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(20))
+    delta_token: Mapped[str | None] = mapped_column(Text)
+    ac_updated_after: Mapped[str | None] = mapped_column(String(40))
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ActionLog(Base):
+    """One sales action (Add to Automation, Send Campaign): who, what, to whom, result."""
+
+    __tablename__ = "action_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(30))  # add_to_automation | send_campaign
+    target_id: Mapped[str] = mapped_column(String(20))  # automation or campaign id
+    target_name: Mapped[str] = mapped_column(String(300), default="")
+    entity: Mapped[str] = mapped_column(String(20))
+    record_ids: Mapped[list] = mapped_column(JSON, default=list)
+    user_systemuser_id: Mapped[str] = mapped_column(String(36))
+    user_name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    results: Mapped[dict] = mapped_column(JSON, default=dict)  # record id -> {status, detail}
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
