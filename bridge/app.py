@@ -11,6 +11,7 @@ from bridge.config import Settings, load_settings
 from bridge.errors import register_error_handlers
 from bridge.runtime import Runtime, set_runtime
 from bridge.web import RUNTIME_EXTENSION, register_blueprints
+from bridge.web.api import register_api
 
 # Query parameters that carry secrets: Dataverse's WebhookKey arrives as ?code=.
 _SECRET_QUERY = re.compile(r"([?&](?:code|key|token)=)[^&\s\"']*", re.IGNORECASE)
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask("bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions[RUNTIME_EXTENSION] = runtime
+    register_api(app)
+    # After the API: our JSON error shape replaces flask-smorest's own handlers.
     register_error_handlers(app)
     register_blueprints(app)
     return app

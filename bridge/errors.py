@@ -95,7 +95,13 @@ def _handle_http_exception(error: HTTPException) -> Response:
     if status == 413:
         message = "The request body is larger than this server accepts."
     code = _HTTP_CODES.get(status, error.name.lower().replace(" ", "_"))
-    return error_response(status, code, message, headers=headers)
+    fields = None
+    # webargs (flask-smorest's request parsing) attaches marshmallow's messages here.
+    messages = (getattr(error, "data", None) or {}).get("messages")
+    if status == 422 and messages:
+        code, message = "invalid_request", "Some fields are missing or invalid."
+        fields = messages.get("json", messages) if isinstance(messages, dict) else messages
+    return error_response(status, code, message, fields=fields, headers=headers)
 
 
 def _handle_redis_down(_error: Exception) -> Response:
