@@ -36,7 +36,7 @@ import jwt
 from flask import g, request
 from sqlalchemy import select
 
-from bridge.clients.dataverse import DataverseClient, DataverseError
+from bridge.clients import DataverseError, dataverse_client_for
 from bridge.config import DEFAULT_AUTHORITY_HOST, Settings
 from bridge.errors import ApiError
 from bridge.models import Connection
@@ -217,15 +217,7 @@ def _lookup_user(
     if cached:
         data = json.loads(cached)
         return data["id"], data["name"], frozenset(data["roles"])
-    settings = runtime.settings
-    client = DataverseClient(
-        org_url,
-        tenant_id=tenant_id,
-        client_id=settings.entra_client_id,
-        client_secret=settings.entra_client_secret,
-        authority_host=settings.entra_authority_host,
-        verify=settings.requests_verify,
-    )
+    client = dataverse_client_for(runtime, org_url, tenant_id)
     try:
         users = list(
             client.query(

@@ -15,6 +15,7 @@ from bridge.clients.dataverse import (
     DataverseClient,
     DataverseError,
     DataverseNotFound,
+    RedisTokenCache,
 )
 from bridge.connections import activecampaign_credentials
 from bridge.ratelimit import RedisRateLimiter, activecampaign_limiter_key
@@ -36,6 +37,7 @@ __all__ = [
     "activecampaign_client",
     "activecampaign_limiter",
     "dataverse_client",
+    "dataverse_client_for",
 ]
 
 
@@ -61,12 +63,21 @@ def activecampaign_client(runtime: Runtime, connection: Connection) -> ActiveCam
 
 def dataverse_client(runtime: Runtime, connection: Connection) -> DataverseClient:
     """A Dataverse client for the connection's org, as the bridge's application user."""
+    return dataverse_client_for(runtime, connection.dataverse_url, connection.tenant_id)
+
+
+def dataverse_client_for(runtime: Runtime, org_url: str, tenant_id: str) -> DataverseClient:
+    """A Dataverse client for any org of ``tenant_id`` (also before it is connected).
+
+    Tokens are shared through Redis, so a forked RQ job does not sign in again.
+    """
     settings = runtime.settings
     return DataverseClient(
-        connection.dataverse_url,
-        tenant_id=connection.tenant_id,
+        org_url,
+        tenant_id=tenant_id,
         client_id=settings.entra_client_id,
         client_secret=settings.entra_client_secret,
         authority_host=settings.entra_authority_host,
         verify=settings.requests_verify,
+        token_cache=RedisTokenCache(runtime.redis, runtime.secrets),
     )

@@ -327,9 +327,47 @@ def test_429_retry_after_is_honoured(dv, dv_emu):
 def test_unreachable_authority_is_a_transient_auth_error():
     from bridge.clients.dataverse import DataverseAuthError, DataverseClient
 
+    client = DataverseClient(
+        "https://127.0.0.1:9",
+        tenant_id="t",
+        client_id="c",
+        client_secret="s",
+        authority_host="https://127.0.0.1:9",
+    )
     with pytest.raises(DataverseAuthError) as caught:
-        DataverseClient(
-            "https://127.0.0.1:9", tenant_id="t", client_id="c", client_secret="s",
-            authority_host="https://127.0.0.1:9",
-        )
+        client.token()  # the authority is contacted lazily, on the first token
     assert caught.value.transient
+
+
+def test_tokens_are_shared_through_redis_so_new_processes_do_not_sign_in_again(
+    dataverse, redis_url
+):
+    import redis as redis_lib
+
+    from bridge.clients.dataverse import DataverseClient, RedisTokenCache
+    from bridge.crypto import SecretBox, new_secret_key
+    from tests.integration.conftest import CLIENT_ID, CLIENT_SECRET
+
+    cache = RedisTokenCache(
+        redis_lib.Redis.from_url(redis_url), SecretBox(new_secret_key().encode())
+    )
+
+    def client() -> DataverseClient:
+        return DataverseClient(
+            dataverse.url,
+            tenant_id=dataverse.tenant_id,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            authority_host=dataverse.authority_host,
+            verify=dataverse.ca_bundle,
+            token_cache=cache,
+        )
+
+    first = client().token()
+    token_requests = [r for r in dataverse.request_log if "/oauth2/" in r["path"]]
+    stored = redis_lib.Redis.from_url(redis_url).keys("dv:token:*")
+    assert len(stored) == 1 and first.encode() not in redis_lib.Redis.from_url(redis_url).get(
+        stored[0]
+    )
+    assert client().token() == first
+    assert [r for r in dataverse.request_log if "/oauth2/" in r["path"]] == token_requests
