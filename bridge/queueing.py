@@ -34,11 +34,22 @@ SYNC_FAILURE_TTL_SECONDS = 7 * 24 * 3600
 SYNC_RETRY_INTERVALS = [2, 10, 30, 120, 600]
 
 
+_queues: dict[tuple[int, str], Queue] = {}
+
+
 def get_queue(redis_client: redis.Redis, name: str) -> Queue:
-    """The RQ queue ``name`` (one of ``QUEUE_NAMES``) on ``redis_client``."""
+    """The RQ queue ``name`` (one of ``QUEUE_NAMES``) on ``redis_client``.
+
+    Queue objects are kept per client: RQ caches the Redis server version on
+    them, which would otherwise cost a round trip on every enqueue.
+    """
     if name not in QUEUE_NAMES:
         raise ValueError(f"unknown queue {name!r}; expected one of {', '.join(QUEUE_NAMES)}")
-    return Queue(name, connection=redis_client)
+    key = (id(redis_client), name)
+    queue = _queues.get(key)
+    if queue is None or queue.connection is not redis_client:
+        queue = _queues[key] = Queue(name, connection=redis_client)
+    return queue
 
 
 def pending_key(connection_id: int, entity: str, record_id: str) -> str:
@@ -50,6 +61,64 @@ def seen_key(org_id: str, operation_id: str, step_id: str | None) -> str:
     return f"dv:seen:{org_id}:{operation_id}:{step_id or 'none'}"
 
 
+# One round trip decides a webhook's fate: 0 = already seen (a re-delivery),
+# 1 = folded into the job already waiting for this record, 2 = a job must be queued.
+_ACCEPT_CHANGE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 2 end
+return 1
+"""
+
+
+def _enqueue_sync_job(
+    pipe: redis.client.Pipeline,
+    redis_client: redis.Redis,
+    connection_id: int,
+    entity: str,
+    record_id: str,
+    message: str,
+) -> None:
+    get_queue(redis_client, REALTIME_QUEUE).enqueue_call(
+        SYNC_RECORD_FUNC,
+        kwargs={
+            "connection_id": connection_id,
+            "entity": entity,
+            "record_id": record_id,
+            "message": message,
+        },
+        job_id=f"sync-{connection_id}-{entity}-{record_id}-{uuid.uuid4().hex[:12]}",
+        result_ttl=SYNC_RESULT_TTL_SECONDS,
+        failure_ttl=SYNC_FAILURE_TTL_SECONDS,
+        retry=Retry(max=len(SYNC_RETRY_INTERVALS), interval=SYNC_RETRY_INTERVALS),
+        on_failure=Callback(SYNC_RECORD_FAILED_CALLBACK),
+        description=f"sync {entity} {record_id} ({message}) for connection {connection_id}",
+        pipeline=pipe,
+    )
+
+
+def _queue_with_marker(
+    redis_client: redis.Redis,
+    connection_id: int,
+    entity: str,
+    record_id: str,
+    message: str,
+    delivery_key: str | None = None,
+) -> None:
+    """Queue the job (and remember the delivery) in one transaction; on failure, free the
+    record's marker so the next delivery is not folded into a job that never existed."""
+    try:
+        with redis_client.pipeline(transaction=True) as pipe:
+            _enqueue_sync_job(pipe, redis_client, connection_id, entity, record_id, message)
+            if delivery_key is not None:
+                pipe.set(delivery_key, 1, ex=SEEN_TTL_SECONDS)
+            pipe.execute()
+    except BaseException:
+        # The marker expires on its own if Redis is down; the original error matters more.
+        with contextlib.suppress(redis.RedisError):
+            redis_client.delete(pending_key(connection_id, entity, record_id))
+        raise
+
+
 def enqueue_record_sync(
     redis_client: redis.Redis, connection_id: int, entity: str, record_id: str, message: str
 ) -> bool:
@@ -58,34 +127,43 @@ def enqueue_record_sync(
     Returns True when a job was enqueued, False when the change was folded into
     the pending one. The ``message`` of a folded change is dropped, so the
     worker must decide from the re-read row (a row that is gone is a delete).
-    If enqueueing fails the marker is removed again, so the next delivery (or
-    Dataverse's retry) is not wrongly coalesced into a job that never existed.
     """
-    key = pending_key(connection_id, entity, record_id)
-    if not redis_client.set(key, 1, nx=True, ex=PENDING_TTL_SECONDS):
+    if not redis_client.set(
+        pending_key(connection_id, entity, record_id), 1, nx=True, ex=PENDING_TTL_SECONDS
+    ):
         return False
-    try:
-        get_queue(redis_client, REALTIME_QUEUE).enqueue_call(
-            SYNC_RECORD_FUNC,
-            kwargs={
-                "connection_id": connection_id,
-                "entity": entity,
-                "record_id": record_id,
-                "message": message,
-            },
-            job_id=f"sync-{connection_id}-{entity}-{record_id}-{uuid.uuid4().hex[:12]}",
-            result_ttl=SYNC_RESULT_TTL_SECONDS,
-            failure_ttl=SYNC_FAILURE_TTL_SECONDS,
-            retry=Retry(max=len(SYNC_RETRY_INTERVALS), interval=SYNC_RETRY_INTERVALS),
-            on_failure=Callback(SYNC_RECORD_FAILED_CALLBACK),
-            description=f"sync {entity} {record_id} ({message}) for connection {connection_id}",
-        )
-    except BaseException:
-        # The marker expires on its own if Redis is down; the original error matters more.
-        with contextlib.suppress(redis.RedisError):
-            redis_client.delete(key)
-        raise
+    _queue_with_marker(redis_client, connection_id, entity, record_id, message)
     return True
+
+
+def accept_webhook_change(
+    redis_client: redis.Redis,
+    delivery_key: str,
+    connection_id: int,
+    entity: str,
+    record_id: str,
+    message: str,
+) -> str:
+    """The webhook fast path: ``"duplicate"``, ``"coalesced"`` or ``"queued"``.
+
+    Two round trips for a new change (a script, then one transaction that
+    queues the job *and* remembers the delivery), so a re-delivery can never
+    be remembered without its job having been queued.
+    """
+    verdict = redis_client.eval(
+        _ACCEPT_CHANGE,
+        2,
+        delivery_key,
+        pending_key(connection_id, entity, record_id),
+        PENDING_TTL_SECONDS,
+    )
+    if verdict == 0:
+        return "duplicate"
+    if verdict == 1:
+        redis_client.set(delivery_key, 1, ex=SEEN_TTL_SECONDS)
+        return "coalesced"
+    _queue_with_marker(redis_client, connection_id, entity, record_id, message, delivery_key)
+    return "queued"
 
 
 def claim_record(

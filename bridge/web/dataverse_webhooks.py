@@ -31,7 +31,7 @@ from bridge.db import Database
 from bridge.echo import is_bridge_write
 from bridge.errors import ApiError
 from bridge.models import Connection
-from bridge.queueing import SEEN_TTL_SECONDS, enqueue_record_sync, seen_key
+from bridge.queueing import accept_webhook_change, seen_key
 from bridge.schemas.dataverse import WebhookEvent, load_webhook_event
 from bridge.web import current_runtime
 
@@ -235,18 +235,18 @@ def receive_dataverse_webhook() -> Response:
             operation_id=event.operation_id,
         )
 
-    redis_client = runtime.redis
-    delivery_key = seen_key(event.org_id, event.operation_id, event.step_id)
-    if redis_client.exists(delivery_key):
-        return _answer("duplicate", status="duplicate", operation_id=event.operation_id)
-    # Enqueue before remembering the delivery: if we fail in between, Dataverse's
-    # retry enqueues again, which coalescing makes harmless; the reverse order
-    # could drop the change.
-    queued = enqueue_record_sync(
-        redis_client, connection.id, event.entity, event.record_id, event.message
+    verdict = accept_webhook_change(
+        runtime.redis,
+        seen_key(event.org_id, event.operation_id, event.step_id),
+        connection.id,
+        event.entity,
+        event.record_id,
+        event.message,
     )
+    if verdict == "duplicate":
+        return _answer("duplicate", status="duplicate", operation_id=event.operation_id)
+    queued = verdict == "queued"
     g.webhook_queued = queued
-    redis_client.set(delivery_key, 1, ex=SEEN_TTL_SECONDS)
     return _answer("accepted", status="accepted", queued=queued, operation_id=event.operation_id)
 
 
