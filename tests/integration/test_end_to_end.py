@@ -35,17 +35,28 @@ def test_created_then_updated_record_becomes_one_tagged_linked_contact(
     assert created["phone"] == "+44 20 7946 0001"
 
     sales_user.update(entity_set, record_id, {"firstname": "Augusta", "telephone1": "+44 1"})
+    expected_tags = {tag, "D365: Pushed from Dynamics"}
+    # The create's job may still be tagging while the update's job has written the new
+    # name (two workers), so wait for the final state rather than the first sign of it.
     updated = wait_until(
-        lambda: (c := activecampaign.find_contact(email)) and c["firstName"] == "Augusta" and c
+        lambda: (c := activecampaign.find_contact(email))
+        and c["firstName"] == "Augusta"
+        and set(c["tags"]) == expected_tags
+        and c
     )
     assert updated["id"] == created["id"]
     assert updated["phone"] == "+44 1"
     assert len(activecampaign.contacts()) == 1
-    assert set(updated["tags"]) == {tag, "D365: Pushed from Dynamics"}
 
     db = Database(bridge_env["DATABASE_URL"])
-    with db.session() as session:
-        link = session.scalars(select(RecordLink)).one()
+
+    def synced_link():
+        # The ledger is written after the ActiveCampaign calls, so it may trail them a little.
+        with db.session() as session:
+            link = session.scalars(select(RecordLink)).one_or_none()
+        return link if link is not None and link.email == email and link.pushed_hash else None
+
+    link = wait_until(synced_link)
     db.engine.dispose()
     assert (link.entity, link.dynamics_id) == (entity, record_id)
     assert link.ac_contact_id == created["id"]
