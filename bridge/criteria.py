@@ -214,7 +214,7 @@ class Condition:
         if op == "ne":
             return left != right
         if op == "gt":
-            return left >= right
+            return left > right
         return left < right
 
     def describe(self) -> str:
