@@ -6,7 +6,18 @@ ensure_venv() {
   command -v "$python" >/dev/null || python=python3
   if [ ! -x .venv/bin/python ]; then
     echo "Creating .venv with $python" >&2
-    "$python" -m venv .venv
+    if ! "$python" -m venv .venv 2>/dev/null; then
+      rm -rf .venv
+      # Debian splits venv/ensurepip out of python3; install it where we may.
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "Installing Debian's python3-venv" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        "$python" -m venv .venv
+      else
+        echo "ERROR: '$python -m venv' failed; install your distribution's python3-venv package" >&2
+        exit 1
+      fi
+    fi
   fi
   local stamp=".venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-${requirements}"
   if [ ! -f "$stamp" ]; then
