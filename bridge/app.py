@@ -15,13 +15,15 @@ from bridge.web.api import register_api
 
 # Query parameters that carry secrets: Dataverse's WebhookKey arrives as ?code=.
 _SECRET_QUERY = re.compile(r"([?&](?:code|key|token)=)[^&\s\"']*", re.IGNORECASE)
+# ActiveCampaign cannot sign its webhooks: their secret is a path segment.
+_SECRET_PATH = re.compile(r"(/webhooks/activecampaign/)[^/?\s\"']+")
 # Loggers that write request lines (with query strings) we do not control.
 ACCESS_LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error")
 
 
 def redact_query_secrets(text: str) -> str:
     """``/webhooks/dataverse?code=abc`` → ``/webhooks/dataverse?code=[redacted]``."""
-    return _SECRET_QUERY.sub(r"\1[redacted]", text)
+    return _SECRET_PATH.sub(r"\1[redacted]", _SECRET_QUERY.sub(r"\1[redacted]", text))
 
 
 class RedactQuerySecretsFilter(logging.Filter):

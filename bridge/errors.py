@@ -79,6 +79,16 @@ def error_response(
     return response
 
 
+def _log_path() -> str:
+    """The request path for a log line, without the secret of an ActiveCampaign webhook URL."""
+    path = request.path
+    if path.startswith("/webhooks/activecampaign/"):
+        rest = path[len("/webhooks/activecampaign/"):]
+        path = "/webhooks/activecampaign/[redacted]" + rest[rest.find("/"):] if "/" in rest \
+            else "/webhooks/activecampaign/[redacted]"
+    return path
+
+
 def _handle_api_error(error: ApiError) -> Response:
     return error_response(
         error.status, error.code, error.message, fields=error.fields, headers=error.headers
@@ -98,14 +108,14 @@ def _handle_http_exception(error: HTTPException) -> Response:
     fields = None
     # webargs (flask-smorest's request parsing) attaches marshmallow's messages here.
     messages = (getattr(error, "data", None) or {}).get("messages")
-    if status == 422 and messages:
+    if status in (400, 422) and messages:
         code, message = "invalid_request", "Some fields are missing or invalid."
         fields = messages.get("json", messages) if isinstance(messages, dict) else messages
     return error_response(status, code, message, fields=fields, headers=headers)
 
 
 def _handle_redis_down(_error: Exception) -> Response:
-    log.warning("redis unreachable while serving %s %s", request.method, request.path)
+    log.warning("redis unreachable while serving %s %s", request.method, _log_path())
     return error_response(
         503,
         "redis_unavailable",
@@ -115,7 +125,7 @@ def _handle_redis_down(_error: Exception) -> Response:
 
 
 def _handle_database_down(_error: Exception) -> Response:
-    log.warning("database unreachable while serving %s %s", request.method, request.path)
+    log.warning("database unreachable while serving %s %s", request.method, _log_path())
     return error_response(
         503,
         "database_unavailable",
@@ -126,7 +136,7 @@ def _handle_database_down(_error: Exception) -> Response:
 
 def _handle_unexpected(error: Exception) -> Response:
     # request.path, never request.url: the query string can carry a webhook key.
-    log.error("unhandled error serving %s %s", request.method, request.path, exc_info=error)
+    log.error("unhandled error serving %s %s", request.method, _log_path(), exc_info=error)
     return error_response(500, "internal_error", "An unexpected error occurred.")
 
 

@@ -155,26 +155,14 @@ def main(port: int, worker_count: int) -> None:
     for n in range(worker_count):
         supervisor.start(
             f"worker.{n + 1}" if worker_count > 1 else "worker",
-            [
-                python,
-                "-m",
-                "rq.cli",
-                "worker",
-                "--url",
-                redis_url,
-                "--with-scheduler",
-                "--path",
-                str(REPO_ROOT),
-                "actions",
-                "realtime",
-                "bulk",
-            ],
+            [python, "-m", "workers.worker"],
             env,
         )
     supervisor.start("scheduler", [python, "-m", "workers.scheduler"], env)
     try:
         _wait_for_http(f"http://127.0.0.1:{port}/readyz")
         if sandbox_env is not None:
+            sandbox_env.configure_web_client(settings)
             sandbox_env.connect_bridge(settings)
             print(sandbox_env.banner(settings), flush=True)
         else:

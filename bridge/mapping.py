@@ -92,15 +92,14 @@ def normalize_email(value: Any) -> str | None:
 
 
 def to_activecampaign(entity: str, row: dict[str, Any]) -> ContactPayload:
-    """Map a Dataverse row (Web API shape) to the contact ActiveCampaign should have."""
-    entity_info(entity)
-    return ContactPayload(
-        email=normalize_email(row.get("emailaddress1")),
-        first_name=_text(row.get("firstname")),
-        last_name=_text(row.get("lastname")),
-        phone=_text(row.get("telephone1")) or _text(row.get("mobilephone")),
-        field_values={},
-    )
+    """Map a Dataverse row (Web API shape) with the standard mapping.
+
+    A thin front for ``bridge.fieldmap.Mapper`` (the one mapping engine), which
+    also handles configured custom-field mappings.
+    """
+    from bridge.fieldmap import Mapper
+
+    return Mapper(entity).to_activecampaign(row).payload
 
 
 def payload_hash(payload: ContactPayload) -> str:

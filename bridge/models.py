@@ -47,11 +47,15 @@ class Connection(Base):
     ac_api_key_last4: Mapped[str | None] = mapped_column(String(4))
     dataverse_webhook_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     ac_webhook_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The systemuserid of the bridge's application user in this org (WhoAmI): a Dataverse
+    # webhook whose UserId is this one reports the bridge's own write (echo suppression).
+    dataverse_app_user_id: Mapped[str | None] = mapped_column(String(36))
     global_sync_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # Sync settings (issue: admin experience). Frequency of the scheduled sync in hours.
     sync_frequency_hours: Mapped[int] = mapped_column(Integer, default=4)
     initial_sync_status: Mapped[str] = mapped_column(String(20), default="never")
     exclude_automations_on_import: Mapped[bool] = mapped_column(Boolean, default=True)
+    # dynamics_wins | activecampaign_wins | most_recent (see ``workers.inbound``)
     conflict_rule: Mapped[str] = mapped_column(String(30), default="most_recent")
     connected_by: Mapped[str | None] = mapped_column(String(200))
     connected_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
@@ -93,6 +97,11 @@ class RecordLink(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     pushed_hash: Mapped[str | None] = mapped_column(String(64))
     pulled_hash: Mapped[str | None] = mapped_column(String(64))
+    # The mapped Dynamics column values both sides agreed on after the last push or pull:
+    # the base of the three-way comparison that tells a conflict from a one-sided change.
+    synced_values: Mapped[dict | None] = mapped_column(JSON)
+    # The last conflict (both sides changed a field) and how the connection's rule settled it.
+    last_conflict: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default=LinkStatus.PENDING)
     last_synced_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)

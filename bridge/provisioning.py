@@ -48,8 +48,11 @@ def connect_and_register(
                 name=name,
             )
         webhook_key = rotate_dataverse_webhook_key(connection)
+        dv = dataverse_client(runtime, connection)
+        # The bridge's application user: its changes are echoes (see the webhook view).
+        connection.dataverse_app_user_id = str(dv.whoami().get("UserId", "")).lower() or None
         register_webhooks(
-            dataverse_client(runtime, connection),
+            dv,
             webhook_url=f"{settings.public_url}/webhooks/dataverse",
             webhook_key=webhook_key,
             columns_by_entity=webhook_columns(),

@@ -174,3 +174,58 @@ def claim_record(
     Call it at the start of ``sync_record``, before reading the row from Dataverse.
     """
     redis_client.delete(pending_key(connection_id, entity, record_id))
+
+
+# --- ActiveCampaign → Dynamics ----------------------------------------------------------
+
+PULL_CONTACT_FUNC = "workers.tasks.pull_contact"
+PULL_CONTACT_FAILED_CALLBACK = "workers.tasks.pull_contact_failed"
+INBOUND_KINDS = ("update", "subscribe", "unsubscribe", "create:lead", "create:contact")
+
+
+def inbound_pending_key(connection_id: int, kind: str, ac_contact_id: str) -> str:
+    return f"rq:pending-in:{connection_id}:{kind}:{ac_contact_id}"
+
+
+def enqueue_contact_pull(
+    redis_client: redis.Redis, connection_id: int, ac_contact_id: str, kind: str, message: str
+) -> bool:
+    """Queue ``workers.tasks.pull_contact`` unless one for this contact and kind is waiting.
+
+    ActiveCampaign delivers "at least once" and the worker re-reads the contact,
+    so further deliveries while a job waits are folded into it. Returns True
+    when a job was queued.
+    """
+    if kind not in INBOUND_KINDS:
+        raise ValueError(f"unknown inbound kind {kind!r}")
+    marker = inbound_pending_key(connection_id, kind, ac_contact_id)
+    if not redis_client.set(marker, 1, nx=True, ex=PENDING_TTL_SECONDS):
+        return False
+    try:
+        with redis_client.pipeline(transaction=True) as pipe:
+            get_queue(redis_client, REALTIME_QUEUE).enqueue_call(
+                PULL_CONTACT_FUNC,
+                kwargs={"connection_id": connection_id, "ac_contact_id": str(ac_contact_id),
+                        "kind": kind, "message": message},
+                job_id=f"pull-{connection_id}-{ac_contact_id}-{uuid.uuid4().hex[:12]}",
+                result_ttl=SYNC_RESULT_TTL_SECONDS,
+                failure_ttl=SYNC_FAILURE_TTL_SECONDS,
+                retry=Retry(max=len(SYNC_RETRY_INTERVALS), interval=SYNC_RETRY_INTERVALS),
+                on_failure=Callback(PULL_CONTACT_FAILED_CALLBACK),
+                description=f"pull ActiveCampaign contact {ac_contact_id} ({message}) "
+                            f"for connection {connection_id}",
+                pipeline=pipe,
+            )
+            pipe.execute()
+    except BaseException:
+        with contextlib.suppress(redis.RedisError):
+            redis_client.delete(marker)
+        raise
+    return True
+
+
+def claim_contact_pull(
+    redis_client: redis.Redis, connection_id: int, kind: str, ac_contact_id: str
+) -> None:
+    """The pull job started: a later delivery must queue a new job (see ``claim_record``)."""
+    redis_client.delete(inbound_pending_key(connection_id, kind, ac_contact_id))

@@ -25,6 +25,10 @@ from bridge.config import Settings
 SANDBOX_CLIENT_ID = "6f1c1b4e-0000-4000-8000-00000000a11c"
 SANDBOX_CLIENT_SECRET = "sandbox-client-secret"  # only valid against the local emulator
 SANDBOX_AC_KEY = "sandbox-activecampaign-key"
+# A second app registration standing in for "someone working in Dynamics": changes the
+# bridge's own app user makes are (rightly) ignored by the webhook as echoes.
+SANDBOX_DEMO_CLIENT_ID = "6f1c1b4e-0000-4000-8000-0000000de770"
+SANDBOX_DEMO_CLIENT_SECRET = "sandbox-demo-secret"
 STATE_FILE = "sandbox.json"
 
 DEMO_LEADS = [
@@ -73,6 +77,8 @@ class Sandbox:
     dataverse: object
     activecampaign: object
     state_dir: Path
+    admin_oid: str = ""
+    sales_oid: str = ""
 
     @classmethod
     def start(cls, state_dir: Path) -> Sandbox:
@@ -80,7 +86,13 @@ class Sandbox:
         from emulators.dataverse import DataverseEmulator
 
         state_dir.mkdir(parents=True, exist_ok=True)
-        dataverse = DataverseEmulator(apps={SANDBOX_CLIENT_ID: SANDBOX_CLIENT_SECRET}).start()
+        dataverse = DataverseEmulator(
+            apps={
+                SANDBOX_CLIENT_ID: SANDBOX_CLIENT_SECRET,
+                SANDBOX_DEMO_CLIENT_ID: SANDBOX_DEMO_CLIENT_SECRET,
+            },
+            bridge_client_id=SANDBOX_CLIENT_ID,
+        ).start()
         activecampaign = ActiveCampaignEmulator(api_key=SANDBOX_AC_KEY).start()
         sandbox = cls(dataverse, activecampaign, state_dir)
         sandbox._seed()
@@ -96,11 +108,12 @@ class Sandbox:
             self.activecampaign.seed_automation(name, status=status)
         for name, status in DEMO_CAMPAIGNS:
             self.activecampaign.seed_campaign(name, status=status)
+        self.admin_oid, self.sales_oid = str(uuid.uuid4()), str(uuid.uuid4())
         self.dataverse.add_system_user(
-            "Sam Admin", str(uuid.uuid4()), roles=["System Administrator", "ActiveCampaign Admin"]
+            "Sam Admin", self.admin_oid, roles=["System Administrator", "ActiveCampaign Admin"]
         )
         self.dataverse.add_system_user(
-            "Jane Doe", str(uuid.uuid4()), roles=["Salesperson", "ActiveCampaign User"]
+            "Jane Doe", self.sales_oid, roles=["Salesperson", "ActiveCampaign User"]
         )
 
     def state(self) -> dict:
@@ -110,6 +123,8 @@ class Sandbox:
             "org_id": self.dataverse.org_id,
             "client_id": SANDBOX_CLIENT_ID,
             "client_secret": SANDBOX_CLIENT_SECRET,
+            "demo_client_id": SANDBOX_DEMO_CLIENT_ID,
+            "demo_client_secret": SANDBOX_DEMO_CLIENT_SECRET,
             "authority_host": self.dataverse.authority_host,
             "ca_bundle": str(self.dataverse.ca_bundle),
             "activecampaign_url": self.activecampaign.url,
@@ -125,6 +140,18 @@ class Sandbox:
             "BRIDGE_CA_BUNDLE": str(self.dataverse.ca_bundle),
             "BRIDGE_ALLOW_LOOPBACK_HOSTS": "1",
         }
+
+    def configure_web_client(self, settings: Settings) -> None:
+        """Set the solution's environment variables in the emulated org, as an admin would
+        after importing the solution, so the pages in its web client find the bridge."""
+        self.dataverse.set_environment_variable("ac_BridgeBaseUrl", settings.public_url)
+        self.dataverse.set_environment_variable("ac_BridgeClientId", SANDBOX_CLIENT_ID)
+
+    def admin_app_url(self) -> str:
+        """Sign in as the seeded admin and open the ActiveCampaign app's Settings page."""
+        return self.dataverse.signin_url(
+            self.admin_oid, self.dataverse.webclient_url("ac_/html/settings.html")
+        )
 
     def connect_bridge(self, settings: Settings) -> None:
         """Create the connection and register the Dataverse webhooks, as an admin would."""
@@ -155,6 +182,11 @@ class Sandbox:
                 f"  ActiveCampaign emulator API: {self.activecampaign.api_url}"
                 f"  (Api-Token: {SANDBOX_AC_KEY})",
                 f"  Emulator details:            {self.state_dir / STATE_FILE}",
+                "Admin app (emulated Dynamics; accept the self-signed certificate), signed in as"
+                " Sam Admin:",
+                f"  {self.admin_app_url()}",
+                "  Other users: "
+                f"{self.dataverse.url}/_emulator/signin  (e.g. Jane Doe, a sales user)",
                 "Try it: create a lead in Dynamics and watch it arrive in ActiveCampaign:",
                 f"  {python} -m bridge.sandbox demo-lead --email you@example.com",
                 "Stop with Ctrl+C.",
@@ -186,8 +218,8 @@ def demo_lead(email: str, first_name: str, last_name: str, state_dir: Path, time
     dataverse = DataverseClient(
         state["dataverse_url"],
         tenant_id=state["tenant_id"],
-        client_id=state["client_id"],
-        client_secret=state["client_secret"],
+        client_id=state["demo_client_id"],
+        client_secret=state["demo_client_secret"],
         authority_host=state["authority_host"],
         verify=state["ca_bundle"],
     )

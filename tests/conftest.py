@@ -10,7 +10,7 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import create_engine, text
 
-from bridge.localredis import ensure_redis
+from bridge.localredis import ensure_redis, start_private_redis
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -32,8 +32,16 @@ TEST_REDIS_DB = 9  # a database of its own so a developer's data in db 0 is neve
 
 @pytest.fixture(scope="session")
 def redis_server_url() -> str:
-    """A reachable Redis: REDIS_URL or 127.0.0.1:6379 if it answers, else a private one."""
-    url, _proc = ensure_redis(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    """A real Redis server for this test session.
+
+    ``TEST_REDIS_URL`` names one to use; otherwise the session starts a private
+    ``redis-server`` on a free port, so tests never flush data of the machine's
+    Redis (or of another test run going on at the same time).
+    """
+    if os.environ.get("TEST_REDIS_URL"):
+        url, _proc = ensure_redis(os.environ["TEST_REDIS_URL"])
+    else:
+        url, _proc = start_private_redis()
     return url.rsplit("/", 1)[0]
 
 

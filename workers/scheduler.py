@@ -57,6 +57,10 @@ def build_scheduler(redis) -> CronScheduler:
     # Safety net for the real-time path: records left pending (global sync off,
     # a job lost with Redis) are enqueued again once a minute.
     scheduler.register(tasks.requeue_pending, BULK_QUEUE, cron="* * * * *")
+    # Initial syncs whose worker died are resumed from their checkpoint.
+    scheduler.register(tasks.resume_syncs, BULK_QUEUE, cron="* * * * *")
+    # Scheduled (change-tracking) syncs of the connections that are due.
+    scheduler.register(tasks.enqueue_due_syncs, BULK_QUEUE, cron="* * * * *")
     return scheduler
 
 

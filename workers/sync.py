@@ -17,11 +17,14 @@ several worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import LockError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -39,19 +42,58 @@ from bridge.mapping import (
     AC_CONTACT_ID_COLUMN,
     AC_LAST_SYNCED_COLUMN,
     D365_TAGS,
+    TAG_LEAD,
     TAG_PUSHED,
     ContactPayload,
     entity_info,
     payload_hash,
-    to_activecampaign,
 )
 from bridge.models import Connection, LinkStatus, RecordLink, utcnow
 from bridge.queueing import claim_record
 from bridge.runtime import Runtime
+from workers.setup import NO_EMAIL, ConfigurationError, application_user_id, load_entity_setup
 
 log = logging.getLogger(__name__)
 
 PUSH_TAG = echo_tag("push")
+
+# One job per record at a time (a create still tagging must not race the update after it).
+# The lock expires on its own so a killed worker cannot block a record for long; a push
+# is a handful of requests, so LOCK_SECONDS is far above its normal duration.
+LOCK_SECONDS = 120
+LOCK_WAIT_SECONDS = 60
+
+
+class RecordBusy(Exception):
+    """Another job held the record's lock for longer than ``LOCK_WAIT_SECONDS`` (retried)."""
+
+    transient = True
+
+
+def lock_key(connection_id: int, entity: str, record_id: str) -> str:
+    return f"bridge:lock:record:{connection_id}:{entity}:{record_id}"
+
+
+@contextlib.contextmanager
+def record_lock(
+    redis_client, connection_id: int, entity: str, record_id: str,
+    wait: float = LOCK_WAIT_SECONDS, ttl: float = LOCK_SECONDS,
+) -> Iterator[None]:
+    """Hold the per-record Redis lock shared by every job that writes this record.
+
+    Blocks up to ``wait`` seconds, then raises ``RecordBusy`` (RQ retries the job).
+    """
+    lock = redis_client.lock(
+        lock_key(connection_id, entity, record_id), timeout=ttl, blocking_timeout=wait,
+        sleep=0.05,
+    )
+    if not lock.acquire():
+        raise RecordBusy(f"{entity} {record_id} stayed locked by another job for {wait:.0f} s")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(LockError):
+            lock.release()  # it may have expired (a very slow push); nothing to undo then
 
 
 class Outcome:
@@ -179,15 +221,17 @@ def _tag_contact(ac: ActiveCampaignClient, contact_id: str, names: list[str]) ->
                 raise
 
 
-def remove_d365_tags(ac: ActiveCampaignClient, contact_id: str) -> int:
-    """Take the ``D365: *`` tags off a contact; returns how many were removed."""
+def remove_d365_tags(
+    ac: ActiveCampaignClient, contact_id: str, names: tuple[str, ...] = D365_TAGS
+) -> int:
+    """Take the ``D365: *`` tags (or just ``names``) off a contact; how many were removed."""
     try:
         contact_tags = ac.list_contact_tags(contact_id)
     except ActiveCampaignError as exc:
         if exc.status == 404:
             return 0  # the contact itself is gone
         raise
-    wanted = {tag_id for name in D365_TAGS if (tag_id := ac.tag_id(name))}
+    wanted = {tag_id for name in names if (tag_id := ac.tag_id(name))}
     removed = 0
     for row in contact_tags:
         if str(row.get("tag")) in wanted:
@@ -249,16 +293,80 @@ def _write_back(
                     entity_set, record_id, exc.message)
 
 
+# --- a lead qualified into a contact ----------------------------------------------------
+
+QUALIFIED = 1  # lead statecode: 0 open, 1 qualified, 2 disqualified
+
+
+def _linked_elsewhere(
+    runtime: Runtime, connection_id: int, entity: str, ac_contact_id: str
+) -> list[str]:
+    with runtime.db.session() as session:
+        return list(session.scalars(
+            select(RecordLink.dynamics_id).where(
+                RecordLink.connection_id == connection_id, RecordLink.entity == entity,
+                RecordLink.ac_contact_id == ac_contact_id,
+            )
+        ).all())
+
+
+def _contact_linked(
+    runtime: Runtime, connection_id: int, ac_contact_id: str | None, email: str | None
+) -> bool:
+    """Whether a Dynamics contact is linked to this ActiveCampaign contact (id or email)."""
+    with runtime.db.session() as session:
+        query = select(RecordLink.id).where(
+            RecordLink.connection_id == connection_id, RecordLink.entity == "contact",
+            (RecordLink.ac_contact_id == ac_contact_id) if ac_contact_id
+            else (RecordLink.email == email),
+        )
+        return session.scalar(query.limit(1)) is not None
+
+
+def retire_qualified_leads(
+    runtime: Runtime, connection_id: int, ac_contact_id: str, dv: DataverseClient,
+    ac: ActiveCampaignClient,
+) -> int:
+    """A contact was just linked: the qualified (or deleted) lead of the same person hands
+    its link over, and the ActiveCampaign contact swaps ``D365: Lead`` for ``D365: Contact``.
+    A lead that is still open stays linked (the person is both). Returns leads retired."""
+    retired = 0
+    for lead_id in _linked_elsewhere(runtime, connection_id, "lead", ac_contact_id):
+        try:
+            lead = dv.get("leads", lead_id, select=["leadid", "statecode"])
+        except DataverseNotFound:
+            lead = None
+        if lead is not None and lead.get("statecode") != QUALIFIED:
+            continue
+        delete_link(runtime, connection_id, "lead", lead_id)
+        retired += 1
+    if retired:
+        remove_d365_tags(ac, ac_contact_id, (TAG_LEAD,))
+        log.info("lead link of ActiveCampaign contact %s moved to its contact", ac_contact_id)
+    return retired
+
+
 # --- the job -----------------------------------------------------------------
 
 
 def push_record(
     runtime: Runtime, connection_id: int, entity: str, record_id: str
 ) -> SyncOutcome:
-    """Bring ActiveCampaign in line with one Dynamics row (see the module docstring)."""
-    info = entity_info(entity)
+    """Bring ActiveCampaign in line with one Dynamics row (see the module docstring).
+
+    Runs under the record's lock: a second job for the same record waits for the
+    first to finish (and then usually finds nothing left to do).
+    """
     record_id = str(record_id).strip("{}").lower()
-    claim_record(runtime.redis, connection_id, entity, record_id)
+    with record_lock(runtime.redis, connection_id, entity, record_id):
+        claim_record(runtime.redis, connection_id, entity, record_id)
+        return _push_locked(runtime, connection_id, entity, record_id)
+
+
+def _push_locked(
+    runtime: Runtime, connection_id: int, entity: str, record_id: str
+) -> SyncOutcome:
+    info = entity_info(entity)
 
     def outcome(kind: str, ac_id: str | None = None, error: str | None = None) -> SyncOutcome:
         log.info("push %s %s (connection %s): %s%s", entity, record_id, connection_id, kind,
@@ -281,19 +389,45 @@ def push_record(
 
     try:
         dv = dataverse_client(runtime, connection)
+        if not connection.dataverse_app_user_id:
+            application_user_id(runtime, connection_id, dv)  # once: webhook echo suppression
         try:
-            row = dv.get(info.entity_set, record_id, select=info.select)
+            setup = load_entity_setup(runtime, connection_id, entity, dv, ac)
+        except ConfigurationError as exc:
+            save_link(runtime, connection_id, entity, record_id, status=LinkStatus.FAILING,
+                      last_error=str(exc))
+            return outcome(Outcome.FAILING, link.ac_contact_id, str(exc))
+        select_columns = [*setup.select, "statecode"] if entity == "lead" else setup.select
+        try:
+            row = dv.get(info.entity_set, record_id, select=select_columns,
+                         annotations=setup.annotations)
         except DataverseNotFound:
             if link.ac_contact_id:
                 remove_d365_tags(ac, link.ac_contact_id)
             delete_link(runtime, connection_id, entity, record_id)
             return outcome(Outcome.UNLINKED, link.ac_contact_id)
 
-        payload = to_activecampaign(entity, row)
+        reason = setup.exclusion(row)
+        if reason is not None:
+            save_link(runtime, connection_id, entity, record_id, status=LinkStatus.EXCLUDED,
+                      last_error=reason)
+            return outcome(Outcome.EXCLUDED, link.ac_contact_id, reason)
+        mapped = setup.map(row)
+        payload = mapped.payload
+        problems = "; ".join(mapped.problems) or None
         if payload.email is None:
             save_link(runtime, connection_id, entity, record_id, status=LinkStatus.EXCLUDED,
-                      last_error="no email address")
-            return outcome(Outcome.EXCLUDED, link.ac_contact_id, "no email address")
+                      last_error=NO_EMAIL)
+            return outcome(Outcome.EXCLUDED, link.ac_contact_id, NO_EMAIL)
+
+        if entity == "lead" and row.get("statecode") == QUALIFIED and _contact_linked(
+            runtime, connection_id, link.ac_contact_id, payload.email
+        ):
+            # Qualified into a contact that is already linked: the link has moved there.
+            delete_link(runtime, connection_id, entity, record_id)
+            if link.ac_contact_id:
+                remove_d365_tags(ac, link.ac_contact_id, (TAG_LEAD,))
+            return outcome(Outcome.UNLINKED, link.ac_contact_id, "qualified into a contact")
 
         digest = payload_hash(payload)
         if (
@@ -311,10 +445,13 @@ def push_record(
         save_link(
             runtime, connection_id, entity, record_id,
             ac_contact_id=ac_id, email=payload.email, pushed_hash=digest,
-            status=LinkStatus.SYNCED, last_synced_at=utcnow(), last_error=None,
+            status=LinkStatus.SYNCED, last_synced_at=utcnow(), last_error=problems,
+            synced_values=setup.mapper.dynamics_values(row),
         )
         if row.get(AC_CONTACT_ID_COLUMN) != ac_id:
             _write_back(dv, info.entity_set, record_id, ac_id)
+        if entity == "contact" and ac_id != link.ac_contact_id:
+            retire_qualified_leads(runtime, connection_id, ac_id, dv, ac)
         return outcome(Outcome.SYNCED, ac_id)
     except ActiveCampaignError as exc:
         if exc.transient:
@@ -333,6 +470,8 @@ def readable_error(exc: BaseException) -> str:
     """What the ledger shows for an error that exhausted its retries (never a secret)."""
     if isinstance(exc, ActiveCampaignError | DataverseError):
         return exc.message
+    if isinstance(exc, RecordBusy):
+        return str(exc)
     return f"internal error ({type(exc).__name__}); see the worker log"
 
 

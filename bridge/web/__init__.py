@@ -19,8 +19,10 @@ def current_runtime() -> Runtime:
 
 
 def register_blueprints(app: Flask) -> None:
+    from bridge.web.activecampaign_webhooks import bp as activecampaign_webhooks_bp
     from bridge.web.dataverse_webhooks import bp as dataverse_webhooks_bp
     from bridge.web.health import bp as health_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(dataverse_webhooks_bp)
+    app.register_blueprint(activecampaign_webhooks_bp)

@@ -21,9 +21,11 @@ API_PREFIX = "/api/v1"
 
 
 def _blueprints() -> list:
+    from bridge.web.admin import BLUEPRINTS as admin_blueprints
     from bridge.web.me import blp as me_blp
+    from bridge.web.sales import BLUEPRINTS as sales_blueprints
 
-    return [me_blp]
+    return [me_blp, *sales_blueprints, *admin_blueprints]
 
 
 def _allowed_origin(origin: str) -> bool:

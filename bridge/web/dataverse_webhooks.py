@@ -58,6 +58,7 @@ class WebhookConnection:
     id: int
     org_id: str
     key_hash: str
+    app_user_id: str | None = None  # the bridge's own application user (echo suppression)
 
 
 class ConnectionKeyCache:
@@ -113,13 +114,16 @@ def find_connection_for_key(
                     Connection.id,
                     Connection.dataverse_org_id,
                     Connection.dataverse_webhook_key_hash,
+                    Connection.dataverse_app_user_id,
                 )
                 .where(Connection.dataverse_webhook_key_hash == key_hash)
                 .limit(1)
             ).first()
         if row is None:
             return None
-        connection = WebhookConnection(row[0], row[1].lower(), row[2])
+        connection = WebhookConnection(
+            row[0], row[1].lower(), row[2], (row[3] or "").lower() or None
+        )
         cache.put(key_hash, connection)
     return connection if secret_matches(key, connection.key_hash) else None
 
@@ -232,6 +236,15 @@ def receive_dataverse_webhook() -> Response:
             "ignored",
             status="ignored",
             reason="bridge's own write",
+            operation_id=event.operation_id,
+        )
+    if connection.app_user_id and (event.user_id or "").lower() == connection.app_user_id:
+        # Written by the bridge's application user without a tag (a path that forgot it,
+        # or a plug-in step running as that user): still the bridge's own change.
+        return _answer(
+            "ignored",
+            status="ignored",
+            reason="bridge's application user",
             operation_id=event.operation_id,
         )
 

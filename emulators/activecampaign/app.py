@@ -48,6 +48,10 @@ def create_app(emu: ActiveCampaignEmulator) -> Flask:
         g.ac_admitted, g.ac_remaining = admitted, remaining
         if not admitted:
             return jsonify({"message": "Too Many Requests"}), 429
+        fault = emu.take_fault(request.path)
+        if fault is not None:
+            return Response("<html><body>Service Unavailable</body></html>", status=fault,
+                            mimetype="text/html")
         return None
 
     @app.after_request

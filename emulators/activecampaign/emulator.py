@@ -43,6 +43,8 @@ class ActiveCampaignEmulator:
             self.store, bulk_multi_per_minute, bulk_single_per_minute, bulk_window_seconds
         )
         self.sender = WebhookSender(self.store)
+        # Injected failures: [status, remaining count, path substring or None] (see fail_next).
+        self.faults: list[list] = []
         self.app = create_app(self)
         self._server: RunningServer | None = None
 
@@ -113,6 +115,22 @@ class ActiveCampaignEmulator:
         if retry_after_seconds is not None:
             self.retry_after_seconds = int(retry_after_seconds)
 
+    def fail_next(self, count: int, status: int = 503, path_contains: str | None = None) -> None:
+        """Answer the next ``count`` authenticated API requests (whose path contains
+        ``path_contains``, if given) with ``status`` and an HTML-ish body, as an overloaded
+        ActiveCampaign front end does. Used to test retries."""
+        with self.store.lock:
+            self.faults.append([int(status), int(count), path_contains])
+
+    def take_fault(self, path: str) -> int | None:
+        """The injected status for this request, if one is pending (used by the app)."""
+        with self.store.lock:
+            for fault in self.faults:
+                if fault[1] > 0 and (fault[2] is None or fault[2] in path):
+                    fault[1] -= 1
+                    return int(fault[0])
+        return None
+
     def limits(self) -> dict:
         return {
             "requests_per_second": self.limiter.limit,
@@ -130,6 +148,7 @@ class ActiveCampaignEmulator:
         self.importer.multi.reset()
         self.importer.single.reset()
         self.sender.clear()
+        self.faults.clear()
         self.reset_log()
 
     # -- seeding ----------------------------------------------------------------------------
@@ -278,6 +297,31 @@ class ActiveCampaignEmulator:
             rows = [a for a in self.store.activities.values() if a["contact"] == wanted]
             rows.sort(key=lambda a: (a["tstamp"], a["id"]), reverse=True)
             return [shapes.activity(a) for a in rows]
+
+    def seed_activity(
+        self,
+        contact_id: str | int,
+        reference_type: str,
+        reference_action: str = "",
+        data: dict | None = None,
+        when: Any = None,
+        model_name: str | None = None,
+    ) -> str:
+        """An activity on the contact's feed (``when``: an aware datetime; default now), e.g.
+        ``seed_activity(c, "SubscriberList", "unsubscribe", {"list": "1", "name": "Newsletter"})``.
+        """
+        with self.store.lock:
+            row = self.store.add_activity(
+                as_int(contact_id) or 0,
+                reference_type,
+                self.store.next_id("log"),
+                reference_action,
+                model_name or reference_type.lower(),
+                data,
+            )
+            if when is not None:
+                row["tstamp"] = when
+            return str(row["id"])
 
     def webhook_deliveries(self) -> list[dict]:
         return self.sender.snapshot()

@@ -22,7 +22,7 @@ from .identity import Identity, app_object_id
 from .limits import ServiceProtection
 from .records import json_value
 from .service import Organization, WriteOptions
-from .store import Store
+from .store import Ref, Store
 from .webapi import WebApi
 
 DEMO_TENANT_ID = "7d3c9a52-3f1e-4b8a-9c61-0e2a5f4d8b10"
@@ -54,6 +54,7 @@ class DataverseEmulator:
         max_concurrent: int = 52,
         webhook_timeout: float = 60.0,
         state_dir: str | Path | None = None,
+        bridge_client_id: str | None = None,
     ) -> None:
         self.tenant_id = tenant_id.lower()
         self.org_id = org_id.lower()
@@ -75,6 +76,9 @@ class DataverseEmulator:
         self._log_lock = threading.Lock()
         self._server: RunningServer | None = None
         self._tls: TlsFiles | None = None
+        # The bridge's Entra application id: the audience of the user tokens the emulated web
+        # client hands to web resources (``/_emulator/webclient/token``); see ``webclient``.
+        self.bridge_client_id = bridge_client_id
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, port: int = 0) -> DataverseEmulator:
@@ -228,6 +232,54 @@ class DataverseEmulator:
         """Make every delta token issued so far invalid (as after the 90-day retention)."""
         with self.store.lock:
             self.store.min_delta_version = self.store.next_version()
+
+    # --- environment variables and the web client --------------------------------------------
+    def set_environment_variable(self, schema_name: str, value: str | None) -> None:
+        """Give an environment variable this org's current value (creating its definition as a
+        solution import would); ``None`` removes the current value."""
+        definitions = self.store.find("environmentvariabledefinition", schemaname=schema_name)
+        if definitions:
+            definition_id = definitions[0]["environmentvariabledefinitionid"]
+        else:
+            definition_id = self.create_record(
+                "environmentvariabledefinition",
+                {"schemaname": schema_name, "displayname": schema_name, "defaultvalue": ""},
+            )
+        for row in self.store.find(
+            "environmentvariablevalue",
+            environmentvariabledefinitionid=Ref("environmentvariabledefinition", definition_id),
+        ):
+            self.delete_record("environmentvariablevalue", row["environmentvariablevalueid"])
+        if value is not None:
+            self.create_record(
+                "environmentvariablevalue",
+                {
+                    "schemaname": schema_name,
+                    "value": value,
+                    "environmentvariabledefinitionid@odata.bind": (
+                        f"/environmentvariabledefinitions({definition_id})"
+                    ),
+                },
+            )
+
+    def webclient_url(self, webresource: str, data: str | None = None) -> str:
+        """The address of a web resource page in the emulated web client (app shell)."""
+        from urllib.parse import urlencode
+
+        query = {"pagetype": "webresource", "webresourceName": webresource}
+        if data is not None:
+            query["data"] = data
+        return f"{self.url}/main.aspx?{urlencode(query)}"
+
+    def signin_url(self, oid: str, next_url: str | None = None) -> str:
+        """A link that signs a browser in as the user with that Entra object id."""
+        from urllib.parse import urlencode, urlsplit
+
+        query = {"oid": oid}
+        if next_url:
+            parts = urlsplit(next_url)
+            query["next"] = parts.path + (f"?{parts.query}" if parts.query else "")
+        return f"{self.url}/_emulator/signin?{urlencode(query)}"
 
     # --- webhooks and limits -----------------------------------------------------------------
     @property

@@ -168,6 +168,9 @@ def create_app(emu: DataverseEmulator) -> Flask:
         return resp
 
     _control_routes(app, emu)
+    from .webclient import register_webclient
+
+    register_webclient(app, emu)
     return app
 
 

@@ -182,6 +182,14 @@ AC_SYNCSTATUS_OPTIONS = (
 )
 
 
+# A demo custom choice column, for mapping an ActiveCampaign dropdown to an option set.
+AC_REGION_OPTIONS = (
+    (100010000, "North America"),
+    (100010001, "Europe"),
+    (100010002, "Asia Pacific"),
+)
+
+
 def _activecampaign_columns() -> list[Column]:
     """The solution's custom columns plus demo custom columns for custom-field mapping."""
     return [
@@ -190,6 +198,7 @@ def _activecampaign_columns() -> list[Column]:
         Column("ac_syncstatus", PICKLIST, custom=True, options=AC_SYNCSTATUS_OPTIONS),
         _s("ac_industry", 100, custom=True),
         Column("ac_leadscore", INTEGER, custom=True),
+        Column("ac_region", PICKLIST, custom=True, options=AC_REGION_OPTIONS),
     ]
 
 
@@ -640,7 +649,59 @@ def _other_tables() -> list[Table]:
         ],
         4700,
     )
-    return [role, business_unit, team, annotation, asyncop]
+    return [role, business_unit, team, annotation, asyncop, *_environment_variable_tables()]
+
+
+def _environment_variable_tables() -> list[Table]:
+    """Environment variables as solutions ship them (definition + this org's current value)."""
+    definition = _simple(
+        "environmentvariabledefinition",
+        "environmentvariabledefinitions",
+        "environmentvariabledefinitionid",
+        "schemaname",
+        [
+            _s("displayname", 100),
+            _s("defaultvalue", 2000),
+            _s("description", 2000),
+            Column(
+                "type",
+                PICKLIST,
+                default=100000000,
+                options=(
+                    (100000000, "String"),
+                    (100000001, "Number"),
+                    (100000002, "Boolean"),
+                    (100000003, "JSON"),
+                    (100000004, "Data source"),
+                    (100000005, "Secret"),
+                ),
+            ),
+            Column("isrequired", BOOLEAN, default=False),
+        ],
+        380,
+        one_to_many={
+            "environmentvariabledefinition_environmentvariablevalue": (
+                "environmentvariablevalue",
+                "environmentvariabledefinitionid",
+            )
+        },
+    )
+    value = _simple(
+        "environmentvariablevalue",
+        "environmentvariablevalues",
+        "environmentvariablevalueid",
+        "schemaname",
+        [
+            _s("value", 2000),
+            Column(
+                "environmentvariabledefinitionid",
+                LOOKUP,
+                targets=("environmentvariabledefinition",),
+            ),
+        ],
+        381,
+    )
+    return [definition, value]
 
 
 def build_tables() -> dict[str, Table]:

@@ -76,6 +76,31 @@ def select_columns(table: Table, select: str | None) -> list[Column] | None:
     return cols
 
 
+_EXPAND_ITEM = re.compile(r"^\s*(?P<nav>\w+)(?:\(\$select=(?P<select>[\w,\s]+)\))?\s*$")
+
+
+def parse_expand(
+    table: Table, text: str | None, tables: Mapping[str, Table]
+) -> dict[str, tuple[Table, str, list[Column] | None]]:
+    """``$expand`` of one-to-many collections, e.g. ``nav($select=a,b)``; nothing else."""
+    if not text:
+        return {}
+    result = {}
+    for part in re.split(r",(?![^(]*\))", text):
+        m = _EXPAND_ITEM.match(part)
+        if m is None or m.group("nav") not in table.one_to_many:
+            raise ApiError(
+                400,
+                errors.QUERY_ERROR,
+                "The emulator supports $expand only of one-to-many collections with an "
+                f"optional $select, not '{part.strip()}'.",
+            )
+        child_name, column = table.one_to_many[m.group("nav")]
+        child = tables[child_name]
+        result[m.group("nav")] = (child, column, select_columns(child, m.group("select")))
+    return result
+
+
 def row_predicate(table: Table, text: str | None) -> Callable[[Row], bool]:
     if not text:
         return lambda row: True
@@ -162,12 +187,7 @@ class QueryEngine:
                 raise ApiError(
                     400, errors.QUERY_ERROR, f"The query parameter {unsupported} is not supported"
                 )
-        if "$expand" in query:
-            raise ApiError(
-                400,
-                errors.QUERY_ERROR,
-                "The emulator does not support $expand; query the related rows.",
-            )
+        expand = parse_expand(table, query.get("$expand"), self.store.tables)
         select = select_columns(table, query.get("$select"))
         if "$deltatoken" in query:
             return self._delta(table, path, query, select, prefer)
@@ -221,6 +241,13 @@ class QueryEngine:
         if query.get("$count") == "true":
             body["@odata.count"] = total
         body["value"] = [self.row_json(table, r, select, prefer) for r in page]
+        for row, item in zip(page, body["value"], strict=True):
+            for nav, (child, column, child_select) in expand.items():
+                item[nav] = [
+                    self.row_json(child, c, child_select, prefer)
+                    for c in self.store.all_rows(child.logical_name)
+                    if c.get(column) == Ref(table.logical_name, row[table.primary_id])
+                ]
         base_params = [(k, v) for k, v in query.items() if k not in ("$skiptoken",)]
         if more:
             number = cookie.get("page", 1) if cookie else 1

@@ -389,8 +389,9 @@ def test_ribbon_opens_the_action_dialog_in_chromium() -> None:
     ]  # fmt: skip
     from urllib.parse import unquote
 
-    for call, payload in zip(calls, expected, strict=True):
-        assert call["options"] == options
+    titles = ["Add to Automation", "Send Campaign"]
+    for call, payload, title in zip(calls, expected, titles, strict=True):
+        assert call["options"] == {**options, "title": title}
         assert call["page"]["pageType"] == "webresource"
         assert call["page"]["webresourceName"] == "ac_/html/action_dialog.html"
         assert json.loads(unquote(call["page"]["data"])) == payload

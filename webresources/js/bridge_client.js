@@ -7,11 +7,19 @@
  *     ac_BridgeClientId (the bridge's Entra application (client) id);
  *   - every call carries "Authorization: Bearer <token>" from ActiveCampaignBridge.auth.getToken().
  *
- * Tokens: the default getToken() uses MSAL.js (msal-browser, global `msal`). The MSAL.js library
- * file is loaded by the pages that call the bridge, before this file, with their own <script> tag;
- * this version of the solution does not ship it yet, so until a page loads it getToken() rejects
- * with a message that says so. Any page or test can replace the hook:
+ * Tokens: when the page is hosted by a host that provides tokens itself (the emulated Dynamics
+ * web client used by the sandbox and the browser tests sets
+ * `window.ActiveCampaignBridgeHost = { getToken(): Promise<string> }` on the app shell, i.e. the
+ * web resource's parent window), getToken() asks it. Otherwise, in real Dynamics, it uses MSAL.js
+ * (msal-browser, global `msal`): ssoSilent for api://<ac_BridgeClientId>/access_as_user with the
+ * user's name as login hint, falling back to a popup when interaction is required. The MSAL.js
+ * library file is loaded by the pages that call the bridge, before this file, with their own
+ * <script> tag; this version of the solution does not ship it yet, so until a page loads it
+ * getToken() rejects with a message that says so. Any page or test can replace the hook:
  *     ActiveCampaignBridge.auth.getToken = function () { return Promise.resolve("<token>"); };
+ *
+ * Every call also carries "X-Dynamics-Org-Url: <Xrm global context client URL>", which tells the
+ * bridge which organization the page runs in (checked against the token's tenant).
  *
  * Errors: a failed call rejects with an Error whose message is the bridge's JSON error message
  * (or the HTTP status when the body is not JSON), ready to show to the user.
@@ -128,12 +136,41 @@ ActiveCampaignBridge.client = ActiveCampaignBridge.client || {};
     });
   }
 
+  /* A token provider offered by the hosting window (see the header comment), if any. */
+  function hostTokenProvider() {
+    var candidates = [window, window.parent, window.top];
+    for (var i = 0; i < candidates.length; i += 1) {
+      try {
+        var host = candidates[i] && candidates[i].ActiveCampaignBridgeHost;
+        if (host && typeof host.getToken === "function") {
+          return host;
+        }
+      } catch (error) {
+        /* a cross-origin parent: not a host we can use */
+      }
+    }
+    return null;
+  }
+
   /* The replaceable token hook: returns a Promise of a bearer token for the bridge. */
   if (typeof ActiveCampaignBridge.auth.getToken !== "function") {
     ActiveCampaignBridge.auth.getToken = function () {
+      var host = hostTokenProvider();
+      if (host) {
+        return Promise.resolve(host.getToken());
+      }
       return ActiveCampaignBridge.client.getConfig().then(msalToken);
     };
   }
+
+  /* The organization's URL as Dynamics reports it, or null outside Dynamics. */
+  ActiveCampaignBridge.client.orgUrl = function () {
+    try {
+      return xrm().Utility.getGlobalContext().getClientUrl();
+    } catch (error) {
+      return null;
+    }
+  };
 
   function errorMessage(response, body, text) {
     if (body && typeof body === "object") {
@@ -162,6 +199,10 @@ ActiveCampaignBridge.client = ActiveCampaignBridge.client || {};
     return Promise.all([ActiveCampaignBridge.client.getConfig(), ActiveCampaignBridge.auth.getToken()])
       .then(function (results) {
         var headers = { Accept: "application/json", Authorization: "Bearer " + results[1] };
+        var orgUrl = ActiveCampaignBridge.client.orgUrl();
+        if (orgUrl) {
+          headers["X-Dynamics-Org-Url"] = orgUrl;
+        }
         var init = { method: method, headers: headers, credentials: "omit" };
         if (body !== undefined) {
           headers["Content-Type"] = "application/json";
@@ -196,5 +237,13 @@ ActiveCampaignBridge.client = ActiveCampaignBridge.client || {};
 
   ActiveCampaignBridge.client.post = function (path, body) {
     return ActiveCampaignBridge.client.request("POST", path, body);
+  };
+
+  ActiveCampaignBridge.client.put = function (path, body) {
+    return ActiveCampaignBridge.client.request("PUT", path, body);
+  };
+
+  ActiveCampaignBridge.client.del = function (path) {
+    return ActiveCampaignBridge.client.request("DELETE", path);
   };
 })();

@@ -117,6 +117,24 @@ ActiveCampaignBridge.Ribbon = ActiveCampaignBridge.Ribbon || {};
     });
   }
 
+  var ACTION_TITLES = { addToAutomation: "Add to Automation", sendCampaign: "Send Campaign" };
+
+  /* After the dialog closes the record has a new note (and the grid rows may have synced):
+     refresh what the user is looking at. Failures here never matter to the user. */
+  function refreshAfterDialog(control) {
+    try {
+      if (isFormContext(control) && control.data && typeof control.data.refresh === "function") {
+        return control.data.refresh(false);
+      }
+      if (control && typeof control.refresh === "function") {
+        return control.refresh();
+      }
+    } catch (ignored) {
+      /* nothing to refresh */
+    }
+    return undefined;
+  }
+
   function openActionDialog(action, control, entityName) {
     var target;
     try {
@@ -127,8 +145,14 @@ ActiveCampaignBridge.Ribbon = ActiveCampaignBridge.Ribbon || {};
     var payload = JSON.stringify({ action: action, entity: target.entity, ids: target.ids });
     return xrm().Navigation.navigateTo(
       { pageType: "webresource", webresourceName: ACTION_DIALOG, data: encodeURIComponent(payload) },
-      { target: 2, width: { value: 40, unit: "%" }, height: { value: 60, unit: "%" }, position: 1 }
-    );
+      {
+        target: 2, width: { value: 40, unit: "%" }, height: { value: 60, unit: "%" }, position: 1,
+        title: ACTION_TITLES[action]
+      }
+    ).then(function (result) {
+      refreshAfterDialog(control);
+      return result;
+    });
   }
 
   /* Command: Add to Automation (forms: PrimaryControl, grids: SelectedControl). */

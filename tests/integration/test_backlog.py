@@ -1,0 +1,77 @@
+"""Backlog → bulk: a long real-time queue is drained with bulk imports, automatically."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from bridge.config import load_settings
+from bridge.connections import create_connection
+from bridge.models import LinkStatus, RecordLink
+from bridge.queueing import REALTIME_QUEUE, enqueue_record_sync, get_queue
+from bridge.runtime import Runtime
+from tests.integration.conftest import AC_KEY, wait_until
+
+pytestmark = pytest.mark.slow
+
+RECORDS = 400
+
+
+@pytest.fixture
+def runtime(bridge_env):
+    rt = Runtime(load_settings(bridge_env))
+    yield rt
+    rt.db.engine.dispose()
+    rt.redis.close()
+
+
+@pytest.fixture
+def connection_id(runtime, dataverse, activecampaign) -> int:
+    with runtime.db.session() as session:
+        return create_connection(
+            session, runtime.secrets,
+            dataverse_url=dataverse.url, dataverse_org_id=dataverse.org_id,
+            tenant_id=dataverse.tenant_id, ac_api_url=activecampaign.url, ac_api_key=AC_KEY,
+        ).id
+
+
+def synced_links(runtime) -> int:
+    with runtime.db.session() as session:
+        return session.scalar(
+            select(func.count()).select_from(RecordLink)
+            .where(RecordLink.status == LinkStatus.SYNCED, RecordLink.ac_contact_id.is_not(None))
+        )
+
+
+def test_a_backlog_of_record_syncs_goes_out_in_bulk_imports(
+    runtime, connection_id, dataverse, activecampaign, start_workers
+):
+    ids = [
+        dataverse.create_record("lead", {"lastname": f"B{i}", "emailaddress1": f"b{i}@example.com"})
+        for i in range(RECORDS)
+    ]
+    gone = ids.pop()  # one of them is deleted before its job runs
+    dataverse.delete_record("lead", gone)
+    for rid in [*ids, gone]:
+        assert enqueue_record_sync(runtime.redis, connection_id, "lead", rid, "Create")
+    assert get_queue(runtime.redis, REALTIME_QUEUE).count == RECORDS
+
+    started = time.monotonic()
+    start_workers(1, queues=("realtime",))
+    wait_until(lambda: synced_links(runtime) == RECORDS - 1, timeout=50)
+    elapsed = time.monotonic() - started
+
+    log = activecampaign.request_log
+    imports = [e for e in log if e["path"].endswith("/import/bulk_import") and e["status"] == 200]
+    syncs = [e for e in log if e["path"].endswith("/contact/sync")]
+    assert len(imports) >= 1
+    # One-by-one, 399 new contacts cost ~1,200 requests (~4 minutes at 5/s); in bulk only
+    # the jobs picked up before the switch (and the deleted row) go one by one.
+    assert len(syncs) < 20, len(syncs)
+    assert elapsed < 45
+    contacts = activecampaign.contacts()
+    assert len(contacts) == RECORDS - 1  # none lost, none duplicated
+    assert all(set(c["tags"]) == {"D365: Lead", "D365: Pushed from Dynamics"} for c in contacts)
+    wait_until(lambda: get_queue(runtime.redis, REALTIME_QUEUE).count == 0, timeout=20)
