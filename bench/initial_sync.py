@@ -48,61 +48,6 @@ BOUND_PER_MINUTE = 100 * 250  # multi-contact imports a minute × contacts an im
 IMPORT_PATH, INFO_PATH = "/api/3/import/bulk_import", "/api/3/import/info"
 
 
-def index_activecampaign_store(emu: ActiveCampaignEmulator) -> None:
-    """Give this emulator instance O(1) email and contact-tag look-ups (bench-local).
-
-    The emulator's ``Store`` finds a contact by email and a contact's tag by scanning
-    every row, so importing N contacts costs O(N²) under the store lock: at 100,000
-    contacts a 250-contact batch takes seconds and the emulator, not the bridge, sets
-    the pace. These wrappers keep the same answers (an index entry is checked against the
-    row before it is trusted; every contact and contact-tag is created through the
-    wrapped methods) and leave the emulator's code untouched.
-    """
-    store = emu.store
-    by_email: dict[str, int] = {}
-    by_pair: dict[tuple[int, int], int] = {}
-    create_contact, update_contact = store.create_contact, store.update_contact
-    add_contact_tag = store.add_contact_tag
-    with store.lock:
-        for contact in store.contacts.values():
-            by_email.setdefault(contact["email"].strip().lower(), contact["id"])
-        for row in store.contact_tags.values():
-            by_pair.setdefault((row["contact"], row["tag"]), row["id"])
-
-    def contact_by_email(email: str):
-        wanted = (email or "").strip().lower()
-        contact = store.contacts.get(by_email.get(wanted, -1))
-        if contact is not None and contact["email"].lower() == wanted:
-            return contact
-        return None
-
-    def indexed_create(email: str, **attrs):
-        contact = create_contact(email, **attrs)
-        by_email[contact["email"].lower()] = contact["id"]
-        return contact
-
-    def indexed_update(contact: dict, touch: bool = True, **attrs):
-        update_contact(contact, touch=touch, **attrs)
-        by_email[contact["email"].lower()] = contact["id"]
-
-    def find_contact_tag(contact_id: int, tag_id: int):
-        row = store.contact_tags.get(by_pair.get((contact_id, tag_id), -1))
-        if row is not None and row["contact"] == contact_id and row["tag"] == tag_id:
-            return row
-        return None
-
-    def indexed_add_tag(contact: dict, tag: dict):
-        row, new = add_contact_tag(contact, tag)
-        by_pair[(row["contact"], row["tag"])] = row["id"]
-        return row, new
-
-    store.contact_by_email = contact_by_email
-    store.create_contact = indexed_create
-    store.update_contact = indexed_update
-    store.find_contact_tag = find_contact_tag
-    store.add_contact_tag = indexed_add_tag
-
-
 def seed_leads(dataverse: DataverseEmulator, count: int) -> None:
     started = time.perf_counter()
     for i in range(count):
@@ -124,8 +69,7 @@ def check(dataverse: DataverseEmulator, activecampaign: ActiveCampaignEmulator) 
             str(row.get("emailaddress1") or "").lower()
             for row in dataverse.store.rows["lead"].values()
         ]
-    with activecampaign.store.lock:
-        ac_emails = Counter(c["email"].lower() for c in activecampaign.store.contacts.values())
+    ac_emails = Counter(c["email"].lower() for c in activecampaign.contacts())
     lost = [e for e in lead_emails if e and e not in ac_emails]
     duplicated = {e: n for e, n in ac_emails.items() if n > 1}
     return {"leads": len(lead_emails), "contacts": sum(ac_emails.values()),
@@ -139,8 +83,6 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds before the run counts as failed "
                              "(default: 3× the bound + 5 min)")
-    parser.add_argument("--plain-emulator", action="store_true",
-                        help="do not index the ActiveCampaign emulator's store (O(N²) imports)")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
     timeout = args.timeout or 3 * args.leads / BOUND_PER_MINUTE * 60 + 300
@@ -154,8 +96,6 @@ def main() -> int:
         api_key=AC_KEY, requests_per_second=5, bulk_multi_per_minute=100,
         bulk_window_seconds=60.0,
     ).start()
-    if not args.plain_emulator:
-        index_activecampaign_store(activecampaign)
     env = bench_env(redis_url, f"sqlite:///{workdir}/bench.db", dataverse,
                     CLIENT_ID, CLIENT_SECRET)
     Database(env["DATABASE_URL"]).upgrade()
@@ -225,15 +165,8 @@ def main() -> int:
     records = progress.get("done", 0) + progress.get("failed", 0)
     per_s = records / wall if wall else 0.0
     per_min = per_s * 60
-    emulator_note = (
-        "unchanged" if args.plain_emulator else
-        "with bench-local O(1) email and contact-tag look-ups (`index_activecampaign_store`; "
-        "its own O(N) scans would make the emulator the bottleneck at 100,000 contacts)"
-    )
     command = (f".venv/bin/python -m bench.initial_sync --leads {args.leads} "
                f"--workers {args.workers}")
-    if args.plain_emulator:
-        command += " --plain-emulator"
     ok = finished and not result["lost"] and not result["duplicated"]
     accepted = [e for e in log if e["path"] == IMPORT_PATH and e["status"] == 200]
     other = len(log) - paths[IMPORT_PATH] - paths[INFO_PATH]
@@ -269,7 +202,7 @@ Machine: {machine_line()}. {args.leads:,} leads in the Dataverse emulator (seede
 {seed_seconds:.1f} s, not timed); the initial sync queued with `start_initial_sync` and run by
 {args.workers} `python -m workers.worker` processes (one holds the run's lease, so one does
 the work); ActiveCampaign emulator at the real limits (5 requests/s; bulk import ≤250
-contacts and <400,000 bytes; 100 multi-contact imports in any 60 s), {emulator_note}.
+contacts and <400,000 bytes; 100 multi-contact imports in any 60 s).
 Wall time is from queuing the run until its status is `done`.
 
 {table}

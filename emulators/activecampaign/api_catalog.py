@@ -160,9 +160,10 @@ def blueprint(emu: ActiveCampaignEmulator) -> Blueprint:
     def delete_field(field_id: int):
         get_field(field_id)
         del store.fields[field_id]
-        for table in (store.field_options, store.field_rels, store.field_values):
+        for table in (store.field_options, store.field_rels):
             for key in [k for k, v in table.items() if v["field"] == field_id]:
                 del table[key]
+        store.field_values.delete_where("field", field_id)
         return {}
 
     @route(bp, store, "/fields/<int:field_id>/options", ["GET"])
@@ -299,8 +300,7 @@ def blueprint(emu: ActiveCampaignEmulator) -> Blueprint:
     def delete_tag(tag_id: int):
         get_tag(tag_id)
         del store.tags[tag_id]
-        for key in [k for k, v in store.contact_tags.items() if v["tag"] == tag_id]:
-            del store.contact_tags[key]
+        store.contact_tags.delete_where("tag", tag_id)
         return {}
 
     return bp

@@ -117,9 +117,10 @@ def blueprint(emu: ActiveCampaignEmulator) -> Blueprint:
     @route(bp, store, "/contacts", ["GET"])
     def list_contacts():
         args = request.args
-        items = list(store.contacts.values())
         if args.get("email"):
-            items = [c for c in items if c["email"].lower() == args["email"].strip().lower()]
+            items = store.contacts_by_email(args["email"])
+        else:
+            items = list(store.contacts.values())
         if args.get("email_like"):
             needle = args["email_like"].lower()
             items = [c for c in items if needle in c["email"].lower()]

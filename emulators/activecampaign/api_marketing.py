@@ -190,7 +190,7 @@ def blueprint(emu: ActiveCampaignEmulator) -> Blueprint:
         contact_id = as_int(request.args.get("contact"))
         if contact_id is None:
             raise ApiError(400, {"message": "A contact ID is required to access this endpoint."})
-        items = [a for a in store.activities.values() if a["contact"] == contact_id]
+        items = store.activities_of(contact_id)
         after = parse_when(request.args.get("after"))
         if after is not None:
             items = [a for a in items if a["tstamp"].replace(microsecond=0) >= after]

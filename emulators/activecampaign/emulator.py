@@ -294,7 +294,7 @@ class ActiveCampaignEmulator:
         """The ``activities`` array GET /activities?contact= returns (newest first)."""
         wanted = as_int(contact_id)
         with self.store.lock:
-            rows = [a for a in self.store.activities.values() if a["contact"] == wanted]
+            rows = self.store.activities_of(wanted) if wanted is not None else []
             rows.sort(key=lambda a: (a["tstamp"], a["id"]), reverse=True)
             return [shapes.activity(a) for a in rows]
 

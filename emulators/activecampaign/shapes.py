@@ -264,8 +264,7 @@ def tag(store: Store, t: dict, base: str, with_count: bool = False) -> dict:
         "id": str(t["id"]),
     }
     if with_count:
-        count = sum(1 for ct in store.contact_tags.values() if ct["tag"] == t["id"])
-        body["subscriber_count"] = str(count)
+        body["subscriber_count"] = str(store.tag_count(t["id"]))
         body["links"] = body.pop("links")
         body["id"] = body.pop("id")
     return body

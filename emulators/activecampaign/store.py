@@ -4,6 +4,13 @@ Records are plain dicts with integer ids; the JSON shapes the API returns are bu
 ``shapes.py`` so that the data model and AC's (string-typed, side-loaded) wire format stay apart.
 One re-entrant lock guards everything: request handlers, the bulk-import worker and the Python
 facade all take ``store.lock`` around each operation.
+
+Tables that are looked up by something other than their id are ``Table`` objects, which keep
+secondary indexes (contacts by lower-case email; contact tags, field values, list memberships,
+automation runs and activities by contact; contact tags by tag; field values by field) in step
+with every insert and delete, so finding a contact by email or listing one contact's rows costs
+O(result), not a scan of every row. The one in-place change an index depends on, a contact's
+email, goes through :meth:`Store.update_contact`.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import hashlib
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -117,6 +125,114 @@ def as_int(value: Any) -> int | None:
         return None
 
 
+class Table(dict):
+    """``{id: row}`` that also keeps secondary indexes of its rows.
+
+    ``Table(contact=lambda r: r["contact"])`` indexes rows by contact: :meth:`lookup` returns
+    the rows with that key in the order they were inserted, which is the table's own (id)
+    order since ids only grow. Every dict mutator keeps the indexes current, so code that
+    inserts or deletes rows directly (``table[id] = row``, ``del``, ``pop``) stays correct; a
+    row whose indexed value changes in place must be passed to :meth:`rekey`.
+    """
+
+    def __init__(self, **keys: Callable[[dict], Any]) -> None:
+        super().__init__()
+        self._keys = keys
+        self._index: dict[str, dict[Any, dict[int, dict]]] = {name: {} for name in keys}
+
+    def lookup(self, name: str, value: Any) -> list[dict]:
+        """The rows whose ``name`` key is ``value``, in insertion order."""
+        bucket = self._index[name].get(value)
+        return list(bucket.values()) if bucket else []
+
+    def count(self, name: str, value: Any) -> int:
+        return len(self._index[name].get(value) or ())
+
+    def rekey(self, row_id: int, name: str, old_value: Any) -> None:
+        """Move ``row_id`` from ``old_value``'s bucket after its row changed in place."""
+        row = dict.get(self, row_id)
+        if row is None:
+            return
+        new_value = self._keys[name](row)
+        if new_value == old_value:
+            return
+        self._drop(name, old_value, row_id)
+        self._index[name].setdefault(new_value, {})[row_id] = row
+
+    def _drop(self, name: str, value: Any, row_id: int) -> None:
+        index = self._index[name]
+        bucket = index.get(value)
+        if bucket is not None:
+            bucket.pop(row_id, None)
+            if not bucket:
+                del index[value]
+
+    def _add(self, row_id: int, row: dict) -> None:
+        for name, key in self._keys.items():
+            self._index[name].setdefault(key(row), {})[row_id] = row
+
+    def _remove(self, row_id: int, row: dict) -> None:
+        for name, key in self._keys.items():
+            self._drop(name, key(row), row_id)
+
+    def __setitem__(self, row_id: int, row: dict) -> None:
+        old = dict.get(self, row_id)
+        if old is not None:
+            self._remove(row_id, old)
+        super().__setitem__(row_id, row)
+        self._add(row_id, row)
+
+    def __delitem__(self, row_id: int) -> None:
+        row = self[row_id]
+        super().__delitem__(row_id)
+        self._remove(row_id, row)
+
+    def pop(self, row_id: int, *default: Any) -> Any:
+        if row_id not in self:
+            return super().pop(row_id, *default)
+        row = super().pop(row_id)
+        self._remove(row_id, row)
+        return row
+
+    def popitem(self) -> tuple[int, dict]:
+        row_id, row = super().popitem()
+        self._remove(row_id, row)
+        return row_id, row
+
+    def setdefault(self, row_id: int, default: Any = None) -> Any:
+        if row_id not in self:
+            self[row_id] = default
+        return self[row_id]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for row_id, row in dict(*args, **kwargs).items():
+            self[row_id] = row
+
+    def __ior__(self, other: Any) -> Table:
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        super().clear()
+        for index in self._index.values():
+            index.clear()
+
+    def delete_where(self, name: str, value: Any) -> list[dict]:
+        """Delete the rows whose ``name`` key is ``value``; returns them."""
+        rows = self.lookup(name, value)
+        for row in rows:
+            del self[row["id"]]
+        return rows
+
+
+def _email_key(contact: dict) -> str:
+    return contact["email"].lower()
+
+
+def _by(*names: str) -> dict[str, Callable[[dict], Any]]:
+    return {name: (lambda row, n=name: row[n]) for name in names}
+
+
 class Store:
     """Every record of the account, keyed by kind and integer id."""
 
@@ -128,22 +244,22 @@ class Store:
         """Forget everything (ids restart at 1)."""
         with self.lock:
             self._next: dict[str, int] = defaultdict(int)
-            self.contacts: dict[int, dict] = {}
+            self.contacts: Table = Table(email=_email_key)
             self.fields: dict[int, dict] = {}
             self.field_options: dict[int, dict] = {}
             self.field_rels: dict[int, dict] = {}
-            self.field_values: dict[int, dict] = {}
+            self.field_values: Table = Table(**_by("contact", "field"))
             self.tags: dict[int, dict] = {}
-            self.contact_tags: dict[int, dict] = {}
+            self.contact_tags: Table = Table(**_by("contact", "tag"))
             self.lists: dict[int, dict] = {}
-            self.contact_lists: dict[int, dict] = {}
+            self.contact_lists: Table = Table(**_by("contact"))
             self.automations: dict[int, dict] = {}
-            self.contact_automations: dict[int, dict] = {}
+            self.contact_automations: Table = Table(**_by("contact"))
             self.campaigns: dict[int, dict] = {}
             self.messages: dict[int, dict] = {}
             self.campaign_messages: dict[int, dict] = {}
             self.links: dict[int, dict] = {}
-            self.activities: dict[int, dict] = {}
+            self.activities: Table = Table(**_by("contact"))
             self.webhooks: dict[int, dict] = {}
 
     def next_id(self, kind: str) -> int:
@@ -152,12 +268,14 @@ class Store:
 
     # -- contacts -------------------------------------------------------------------------
 
+    def contacts_by_email(self, email: str) -> list[dict]:
+        """Every contact whose email is ``email`` ignoring case and outer spaces, by id."""
+        rows = self.contacts.lookup("email", (email or "").strip().lower())
+        return sorted(rows, key=lambda c: c["id"]) if len(rows) > 1 else rows
+
     def contact_by_email(self, email: str) -> dict | None:
-        wanted = (email or "").strip().lower()
-        for contact in self.contacts.values():
-            if contact["email"].lower() == wanted:
-                return contact
-        return None
+        rows = self.contacts_by_email(email)
+        return rows[0] if rows else None
 
     def create_contact(self, email: str, **attrs: Any) -> dict:
         stamp = now()
@@ -180,10 +298,13 @@ class Store:
     def update_contact(self, contact: dict, touch: bool = True, **attrs: Any) -> None:
         """Apply the writable attributes; any write bumps ``udate`` (the incremental cursor)."""
         aliases = {"first_name": "firstName", "last_name": "lastName"}
+        old_key = _email_key(contact)
         for key, value in attrs.items():
             key = aliases.get(key, key)
             if value is not None and key in WRITABLE:
                 contact[key] = str(value).strip() if key == "email" else str(value)
+        if self.contacts.get(contact["id"]) is contact:
+            self.contacts.rekey(contact["id"], "email", old_key)
         if touch:
             self.touch(contact)
 
@@ -199,8 +320,7 @@ class Store:
             self.contact_automations,
             self.activities,
         ):
-            for key in [k for k, v in table.items() if v["contact"] == contact_id]:
-                del table[key]
+            table.delete_where("contact", contact_id)
 
     # -- custom fields ----------------------------------------------------------------------
 
@@ -283,8 +403,8 @@ class Store:
         """Upsert the contact's value for ``field`` (one value per contact and field, as in AC)."""
         stamp = now()
         text = self.normalize_value(field, value)
-        for fv in self.field_values.values():
-            if fv["contact"] == contact["id"] and fv["field"] == field["id"]:
+        for fv in self.field_values.lookup("contact", contact["id"]):
+            if fv["field"] == field["id"]:
                 fv["value"], fv["udate"] = text, stamp
                 self.touch(contact)
                 return fv
@@ -301,7 +421,7 @@ class Store:
         return fv
 
     def values_of(self, contact_id: int) -> list[dict]:
-        return [fv for fv in self.field_values.values() if fv["contact"] == contact_id]
+        return self.field_values.lookup("contact", contact_id)
 
     # -- tags -----------------------------------------------------------------------------
 
@@ -324,14 +444,7 @@ class Store:
         return self.tag_by_name(name) or self.create_tag(name)
 
     def find_contact_tag(self, contact_id: int, tag_id: int) -> dict | None:
-        return next(
-            (
-                ct
-                for ct in self.contact_tags.values()
-                if ct["contact"] == contact_id and ct["tag"] == tag_id
-            ),
-            None,
-        )
+        return next((ct for ct in self.tags_of(contact_id) if ct["tag"] == tag_id), None)
 
     def add_contact_tag(self, contact: dict, tag: dict) -> tuple[dict, bool]:
         """Tag the contact; returns the contactTag and whether it is new."""
@@ -351,7 +464,11 @@ class Store:
         return row, True
 
     def tags_of(self, contact_id: int) -> list[dict]:
-        return [ct for ct in self.contact_tags.values() if ct["contact"] == contact_id]
+        return self.contact_tags.lookup("contact", contact_id)
+
+    def tag_count(self, tag_id: int) -> int:
+        """How many contacts carry the tag (``subscriber_count``)."""
+        return self.contact_tags.count("tag", tag_id)
 
     def tag_names_of(self, contact_id: int) -> list[str]:
         return [
@@ -370,8 +487,8 @@ class Store:
         """Subscribe (1) or unsubscribe (2) the contact on a list."""
         self.ensure_list(list_id)
         stamp = now()
-        for row in self.contact_lists.values():
-            if row["contact"] == contact["id"] and row["list"] == list_id:
+        for row in self.contact_lists.lookup("contact", contact["id"]):
+            if row["list"] == list_id:
                 row["status"], row["udate"] = status, stamp
                 return row
         row = {
@@ -386,7 +503,7 @@ class Store:
         return row
 
     def lists_of(self, contact_id: int) -> list[dict]:
-        return [r for r in self.contact_lists.values() if r["contact"] == contact_id]
+        return self.contact_lists.lookup("contact", contact_id)
 
     # -- automations ----------------------------------------------------------------------
 
@@ -428,7 +545,10 @@ class Store:
         return row
 
     def automations_of(self, contact_id: int) -> list[dict]:
-        return [r for r in self.contact_automations.values() if r["contact"] == contact_id]
+        return self.contact_automations.lookup("contact", contact_id)
+
+    def activities_of(self, contact_id: int) -> list[dict]:
+        return self.activities.lookup("contact", contact_id)
 
     # -- campaigns ------------------------------------------------------------------------
 
