@@ -46,16 +46,25 @@ DRAIN_BATCH = 1000  # record syncs taken off the queue per drain
 FILTER_CHUNK = 50  # record ids per Dataverse $filter (keeps the URL short)
 DRAIN_LOCK = "bridge:backlog:drain"
 DRAIN_LOCK_SECONDS = 900
+# A burst rarely arrives all at once (Dataverse delivers webhooks one by one), so once a
+# drain has run, the tail of the burst keeps going out in bulk while more than
+# BURST_TAIL_THRESHOLD syncs wait: ActiveCampaign advises bulk import above 10 contacts.
+BURST_KEY = "bridge:backlog:burst"
+BURST_SECONDS = 30
+BURST_TAIL_THRESHOLD = 10
 
 
 def maybe_drain(runtime: Runtime, threshold: int = BACKLOG_THRESHOLD) -> dict[str, Any] | None:
     """Drain the real-time backlog in bulk if it is long and no other worker is at it."""
-    if get_queue(runtime.redis, REALTIME_QUEUE).count <= threshold:
+    waiting = get_queue(runtime.redis, REALTIME_QUEUE).count
+    in_burst = waiting > BURST_TAIL_THRESHOLD and runtime.redis.exists(BURST_KEY)
+    if waiting <= threshold and not in_burst:
         return None
     lock = runtime.redis.lock(DRAIN_LOCK, timeout=DRAIN_LOCK_SECONDS)
     if not lock.acquire(blocking=False):
         return None
     try:
+        runtime.redis.set(BURST_KEY, 1, ex=BURST_SECONDS)
         return drain_backlog(runtime)
     finally:
         with contextlib.suppress(LockError):

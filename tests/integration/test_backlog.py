@@ -31,16 +31,21 @@ def runtime(bridge_env):
 def connection_id(runtime, dataverse, activecampaign) -> int:
     with runtime.db.session() as session:
         return create_connection(
-            session, runtime.secrets,
-            dataverse_url=dataverse.url, dataverse_org_id=dataverse.org_id,
-            tenant_id=dataverse.tenant_id, ac_api_url=activecampaign.url, ac_api_key=AC_KEY,
+            session,
+            runtime.secrets,
+            dataverse_url=dataverse.url,
+            dataverse_org_id=dataverse.org_id,
+            tenant_id=dataverse.tenant_id,
+            ac_api_url=activecampaign.url,
+            ac_api_key=AC_KEY,
         ).id
 
 
 def synced_links(runtime) -> int:
     with runtime.db.session() as session:
         return session.scalar(
-            select(func.count()).select_from(RecordLink)
+            select(func.count())
+            .select_from(RecordLink)
             .where(RecordLink.status == LinkStatus.SYNCED, RecordLink.ac_contact_id.is_not(None))
         )
 
@@ -75,3 +80,36 @@ def test_a_backlog_of_record_syncs_goes_out_in_bulk_imports(
     assert len(contacts) == RECORDS - 1  # none lost, none duplicated
     assert all(set(c["tags"]) == {"D365: Lead", "D365: Pushed from Dynamics"} for c in contacts)
     wait_until(lambda: get_queue(runtime.redis, REALTIME_QUEUE).count == 0, timeout=20)
+
+
+def test_the_tail_of_a_burst_keeps_going_out_in_bulk(
+    runtime, connection_id, dataverse, activecampaign, start_workers
+):
+    """Dataverse delivers a burst one webhook at a time: records that arrive after the
+    first drain (fewer than the threshold) still go in bulk while the burst lasts."""
+    from workers.backlog import BURST_KEY
+
+    runtime.redis.set(BURST_KEY, 1, ex=30)  # a drain has just run
+    tail = [
+        dataverse.create_record("lead", {"lastname": f"T{i}", "emailaddress1": f"t{i}@example.com"})
+        for i in range(40)
+    ]
+    for rid in tail:
+        assert enqueue_record_sync(runtime.redis, connection_id, "lead", rid, "Create")
+    start_workers(1, queues=("realtime",))
+    wait_until(lambda: synced_links(runtime) == len(tail), timeout=40)
+    syncs = [e for e in activecampaign.request_log if e["path"].endswith("/contact/sync")]
+    imports = [
+        e
+        for e in activecampaign.request_log
+        if e["path"].endswith("/import/bulk_import") and e["status"] == 200
+    ]
+    assert imports and len(syncs) < 5, (len(imports), len(syncs))
+
+    # Without a burst under way, a handful of changes go one by one, as usual.
+    runtime.redis.delete(BURST_KEY)
+    activecampaign.reset_log()
+    rid = dataverse.create_record("lead", {"lastname": "Solo", "emailaddress1": "solo@example.com"})
+    enqueue_record_sync(runtime.redis, connection_id, "lead", rid, "Create")
+    wait_until(lambda: activecampaign.find_contact("solo@example.com"), timeout=20)
+    assert not [e for e in activecampaign.request_log if e["path"].endswith("/import/bulk_import")]
