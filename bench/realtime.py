@@ -328,8 +328,9 @@ Dynamics to the new value being readable in ActiveCampaign.
 {sustained_row}
 
 Bursts: {args.burst} new leads created at once (a new contact costs `contact/sync` and two tag
-requests one by one; above 250 queued record syncs the workers switch to bulk import, so a
-burst of 250 or fewer goes out one by one).
+requests one by one; above 250 queued record syncs the workers switch to bulk import, and
+the tail of the burst keeps going in bulk for 30 s after a drain; a burst of 250 or fewer
+with no drain under way goes out one by one).
 Drain time: from the first create until the last of them is an ActiveCampaign contact.
 
 {BURST_HEADER}
