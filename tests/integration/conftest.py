@@ -179,3 +179,29 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval:
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture
+def runtime(bridge_env):
+    """The bridge's runtime (settings, database, Redis) for calling plain functions directly."""
+    from bridge.config import load_settings
+    from bridge.runtime import Runtime
+
+    rt = Runtime(load_settings(bridge_env))
+    yield rt
+    rt.db.engine.dispose()
+    rt.redis.close()
+
+
+@pytest.fixture
+def connection_id(runtime, dataverse, activecampaign) -> int:
+    """A connection between the emulators with NO Dataverse webhooks registered: changes wait
+    until a test pushes them (or the scheduled sync finds them)."""
+    from bridge.connections import create_connection
+
+    with runtime.db.session() as session:
+        return create_connection(
+            session, runtime.secrets,
+            dataverse_url=dataverse.url, dataverse_org_id=dataverse.org_id,
+            tenant_id=dataverse.tenant_id, ac_api_url=activecampaign.url, ac_api_key=AC_KEY,
+        ).id

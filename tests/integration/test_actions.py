@@ -15,35 +15,11 @@ import requests
 from sqlalchemy import select
 
 from bridge.auth import ORG_HEADER
-from bridge.config import load_settings
 from bridge.connections import create_connection
 from bridge.models import ActionLog, EntityConfig
-from bridge.runtime import Runtime
-from tests.integration.conftest import AC_KEY, CLIENT_ID, wait_until
+from tests.integration.conftest import CLIENT_ID, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def runtime(bridge_env):
-    rt = Runtime(load_settings(bridge_env))
-    yield rt
-    rt.db.engine.dispose()
-    rt.redis.close()
-
-
-@pytest.fixture
-def connection_id(runtime, dataverse, activecampaign) -> int:
-    with runtime.db.session() as session:
-        return create_connection(
-            session,
-            runtime.secrets,
-            dataverse_url=dataverse.url,
-            dataverse_org_id=dataverse.org_id,
-            tenant_id=dataverse.tenant_id,
-            ac_api_url=activecampaign.url,
-            ac_api_key=AC_KEY,
-        ).id
 
 
 class Caller:

@@ -7,35 +7,13 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from bridge.config import load_settings
-from bridge.connections import create_connection
 from bridge.models import Connection, RecordLink, SyncCheckpoint, SyncRun
 from bridge.queueing import get_queue
-from bridge.runtime import Runtime, set_runtime
-from tests.integration.conftest import AC_KEY
+from bridge.runtime import set_runtime
 from workers.delta_sync import enqueue_due, run_delta_sync
 from workers.initial_sync import run_initial_sync, start_initial_sync
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def runtime(bridge_env):
-    rt = Runtime(load_settings(bridge_env))
-    yield rt
-    rt.db.engine.dispose()
-    rt.redis.close()
-
-
-@pytest.fixture
-def connection_id(runtime, dataverse, activecampaign) -> int:
-    """A connection with no Dataverse webhooks registered: every change is a lost webhook."""
-    with runtime.db.session() as session:
-        return create_connection(
-            session, runtime.secrets,
-            dataverse_url=dataverse.url, dataverse_org_id=dataverse.org_id,
-            tenant_id=dataverse.tenant_id, ac_api_url=activecampaign.url, ac_api_key=AC_KEY,
-        ).id
 
 
 def work_off(runtime, queue="realtime") -> None:

@@ -11,10 +11,8 @@ import psutil
 import pytest
 from sqlalchemy import func, select
 
-from bridge.config import load_settings
 from bridge.connections import create_connection
 from bridge.models import Connection, EntityConfig, LinkStatus, RecordLink, SyncRun
-from bridge.runtime import Runtime
 from tests.integration.conftest import AC_KEY, wait_until
 from workers.initial_sync import (
     initial_sync_progress,
@@ -24,14 +22,6 @@ from workers.initial_sync import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def runtime(bridge_env):
-    rt = Runtime(load_settings(bridge_env))
-    yield rt
-    rt.db.engine.dispose()
-    rt.redis.close()
 
 
 @pytest.fixture

@@ -6,34 +6,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from bridge.config import load_settings
-from bridge.connections import create_connection
 from bridge.models import Connection, SyncCheckpoint
-from bridge.runtime import Runtime
-from tests.integration.conftest import AC_KEY
 from tests.integration.test_delta_sync import synced_leads, work_off
 from workers.delta_sync import run_delta_sync
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def runtime(bridge_env):
-    rt = Runtime(load_settings(bridge_env))
-    yield rt
-    rt.db.engine.dispose()
-    rt.redis.close()
-
-
-@pytest.fixture
-def connection_id(runtime, dataverse, activecampaign) -> int:
-    """A connection with no Dataverse webhooks: changes wait until a test pushes them."""
-    with runtime.db.session() as session:
-        return create_connection(
-            session, runtime.secrets,
-            dataverse_url=dataverse.url, dataverse_org_id=dataverse.org_id,
-            tenant_id=dataverse.tenant_id, ac_api_url=activecampaign.url, ac_api_key=AC_KEY,
-        ).id
 
 
 def cursor_of(runtime):

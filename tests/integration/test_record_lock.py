@@ -13,32 +13,11 @@ import uuid
 import pytest
 from rq.job import Job
 
-from bridge.config import load_settings
-from bridge.connections import create_connection
 from bridge.queueing import REALTIME_QUEUE, SYNC_RECORD_FUNC, get_queue
-from bridge.runtime import Runtime
-from tests.integration.conftest import AC_KEY, wait_until
+from tests.integration.conftest import wait_until
 from workers.sync import lock_key
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def runtime(bridge_env):
-    rt = Runtime(load_settings(bridge_env))
-    yield rt
-    rt.db.engine.dispose()
-    rt.redis.close()
-
-
-@pytest.fixture
-def connection_id(runtime, dataverse, activecampaign) -> int:
-    with runtime.db.session() as session:
-        return create_connection(
-            session, runtime.secrets,
-            dataverse_url=dataverse.url, dataverse_org_id=dataverse.org_id,
-            tenant_id=dataverse.tenant_id, ac_api_url=activecampaign.url, ac_api_key=AC_KEY,
-        ).id
 
 
 def enqueue_sync(runtime, connection_id: int, entity: str, record_id: str) -> Job:

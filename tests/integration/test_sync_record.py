@@ -17,14 +17,6 @@ from workers.sync import Outcome, push_record, record_final_failure
 
 
 @pytest.fixture
-def runtime(bridge_env):
-    rt = Runtime(load_settings(bridge_env))
-    yield rt
-    rt.db.engine.dispose()
-    rt.redis.close()
-
-
-@pytest.fixture
 def connection_id(runtime, dataverse, activecampaign) -> int:
     with runtime.db.session() as session:
         connection = create_connection(
