@@ -41,6 +41,7 @@ class Settings:
     sandbox: bool = False
     max_body_bytes: int = 1024 * 1024
     ac_requests_per_second: int = 5
+    initial_sync_page_size: int = 5000
     allow_loopback_hosts: bool = False
 
     @property
@@ -85,6 +86,13 @@ def _positive_int(name: str, raw: str) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(f"{name} must be greater than 0, got {value}")
+    return value
+
+
+def _page_size(raw: str) -> int:
+    value = _positive_int("INITIAL_SYNC_PAGE_SIZE", raw)
+    if value > 5000:
+        raise ConfigError(f"INITIAL_SYNC_PAGE_SIZE is at most 5000 (Dataverse's page), got {value}")
     return value
 
 
@@ -145,6 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ac_requests_per_second=_positive_int(
             "AC_REQUESTS_PER_SECOND", env.get("AC_REQUESTS_PER_SECOND", "5")
         ),
+        initial_sync_page_size=_page_size(env.get("INITIAL_SYNC_PAGE_SIZE", "5000")),
         allow_loopback_hosts=sandbox
         or _flag("BRIDGE_ALLOW_LOOPBACK_HOSTS", env.get("BRIDGE_ALLOW_LOOPBACK_HOSTS", "")),
     )

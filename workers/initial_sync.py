@@ -109,8 +109,15 @@ def _enqueue(runtime: Runtime, connection_id: int, run_id: int) -> str:
     return job_id
 
 
-def start_initial_sync(runtime: Runtime, connection_id: int, page_size: int = PAGE_SIZE) -> int:
-    """Queue an initial sync on ``bulk`` (or return the run already under way); the run id."""
+def start_initial_sync(
+    runtime: Runtime, connection_id: int, page_size: int | None = None
+) -> int:
+    """Queue an initial sync on ``bulk`` (or return the run already under way); the run id.
+
+    ``page_size`` defaults to the ``INITIAL_SYNC_PAGE_SIZE`` setting (5000, Dataverse's most):
+    progress and resumption advance one page at a time.
+    """
+    page_size = page_size or runtime.settings.initial_sync_page_size
     with runtime.db.session() as session:
         connection = session.get(Connection, connection_id)
         if connection is None:
