@@ -229,3 +229,23 @@ def claim_contact_pull(
 ) -> None:
     """The pull job started: a later delivery must queue a new job (see ``claim_record``)."""
     redis_client.delete(inbound_pending_key(connection_id, kind, ac_contact_id))
+
+
+# A Dynamics push settles these before it writes the contact (``workers.sync``).
+FIELD_PULL_KINDS = ("update", "subscribe", "unsubscribe")
+
+
+def pending_contact_pulls(
+    redis_client: redis.Redis, connection_id: int, ac_contact_id: str
+) -> list[str]:
+    """The kinds of this contact's field pulls that are queued and not started (one round trip).
+
+    A push of a record linked to the contact asks under the record's lock, settles such
+    a pull itself, then claims it (``claim_contact_pull``): a delivery folded into the
+    queued job meanwhile is not lost, as that job still runs (harmless when nothing is left).
+    """
+    with redis_client.pipeline(transaction=False) as pipe:
+        for kind in FIELD_PULL_KINDS:
+            pipe.exists(inbound_pending_key(connection_id, kind, ac_contact_id))
+        waiting = pipe.execute()
+    return [kind for kind, found in zip(FIELD_PULL_KINDS, waiting, strict=True) if found]

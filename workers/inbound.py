@@ -16,7 +16,9 @@ The rules (ARCHITECTURE.md §4, issue #6):
   ``D365: Lead``/``D365: Contact`` + ``D365: Pulled from ActiveCampaign``.
 
 Pulls of one ActiveCampaign contact are serialized by a lock on the contact, and
-each linked record's write happens under the same per-record lock as a push.
+each linked record's write happens under the same per-record lock as a push. A push
+that finds a pull of its contact still queued settles that pull first, under its own
+lock (``settle_pending_pull``), so the conflict rule decides whichever job runs first.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from bridge.mapping import (
     payload_hash,
 )
 from bridge.models import Connection, LinkStatus, RecordLink, utcnow
-from bridge.queueing import claim_contact_pull, enqueue_record_sync
+from bridge.queueing import claim_contact_pull, enqueue_record_sync, pending_contact_pulls
 from bridge.runtime import Runtime
 from workers.setup import (
     ConfigurationError,
@@ -259,10 +261,62 @@ def pull_contact(
         return _result("pulled", records=results)
 
 
+def _link_of(runtime: Runtime, connection_id: int, entity: str, record_id: str) -> _Link | None:
+    with runtime.db.session() as session:
+        r = session.scalar(
+            select(RecordLink).where(
+                RecordLink.connection_id == connection_id, RecordLink.entity == entity,
+                RecordLink.dynamics_id == record_id,
+            )
+        )
+        if r is None:
+            return None
+        return _Link(r.entity, r.dynamics_id, r.ac_contact_id, r.pushed_hash, r.pulled_hash,
+                     dict(r.synced_values) if r.synced_values else None, r.status)
+
+
+def settle_pending_pull(
+    runtime: Runtime, connection: Connection, entity: str, record_id: str,
+    ac_contact_id: str, dv: DataverseClient, ac: ActiveCampaignClient,
+) -> dict[str, Any] | None:
+    """Run the queued pull of the record's contact now, for this record; None if none waits.
+
+    Called by ``push_record`` while it holds the record's lock and before it writes to
+    ActiveCampaign, so an ActiveCampaign edit still waiting to be pulled meets the
+    connection's conflict rule instead of being overwritten by the push. The common
+    case (nothing queued) costs one Redis round trip and no ActiveCampaign request.
+    The pull is claimed only once settled: the queued job still runs later and finds
+    nothing to write (if this raises, the push is retried and settles it again).
+    """
+    kinds = pending_contact_pulls(runtime.redis, connection.id, ac_contact_id)
+    if not kinds:
+        return None
+    # (Un)subscribe pulls carry the fields too; their queued jobs still run in order.
+    kind = next((k for k in ("unsubscribe", "subscribe") if k in kinds), "update")
+    contact = read_contact(ac, ac_contact_id)
+    link = _link_of(runtime, connection.id, entity, record_id)
+    if contact is None:
+        result = _result("gone")
+    elif (link is None or link.ac_contact_id != contact.id
+          or link.status not in (LinkStatus.SYNCED, LinkStatus.PENDING)):
+        result = _result("not_linked")
+    else:
+        # The push that called this is the push a Dynamics value needs: queue none.
+        result = _pull_into(runtime, connection, link, contact, kind, dv, ac,
+                            queue_push=False)
+    for claimed in kinds:
+        claim_contact_pull(runtime.redis, connection.id, claimed, ac_contact_id)
+    log.info("push of %s %s settled the queued %s pull of contact %s first: %s",
+             entity, record_id, "/".join(kinds), ac_contact_id, result["outcome"])
+    return result
+
+
 def _pull_into(
     runtime: Runtime, connection: Connection, link: _Link, contact: AcContact, kind: str,
-    dv: DataverseClient, ac: ActiveCampaignClient,
+    dv: DataverseClient, ac: ActiveCampaignClient, queue_push: bool = True,
 ) -> dict[str, Any]:
+    """Pull the contact into one linked record. Takes no lock: the caller holds the
+    record's (``pull_contact``, or ``push_record`` via ``settle_pending_pull``)."""
     entity, record_id = link.entity, link.record_id
     info = entity_info(entity)
     try:
@@ -350,7 +404,7 @@ def _pull_into(
         # ActiveCampaign already holds the merged values: the next push has nothing to send.
         values["pushed_hash"] = payload_hash(setup.map(new_row).payload)
     save_link(runtime, connection.id, entity, record_id, **values)
-    if dynamics_newer:
+    if dynamics_newer and queue_push:
         enqueue_record_sync(runtime.redis, connection.id, entity, record_id,
                             "Dynamics value stands")
     return _result("updated" if apply else "unchanged", written=sorted(apply),

@@ -8,6 +8,7 @@ stay thin. The rules (see ARCHITECTURE.md §4):
   (echo suppression), a linked contact whose email changed is updated by id
   (never duplicated), a row that is gone is unlinked and loses its D365 tags;
 * global sync off → the link is left ``pending`` and nothing is written;
+* an ActiveCampaign change whose pull is still queued is pulled first (conflict rule);
 * transient failures raise (RQ retries), permanent ones mark the link
   ``failing`` with a message a person can act on.
 
@@ -397,6 +398,14 @@ def _push_locked(
             save_link(runtime, connection_id, entity, record_id, status=LinkStatus.FAILING,
                       last_error=str(exc))
             return outcome(Outcome.FAILING, link.ac_contact_id, str(exc))
+        if link.ac_contact_id:
+            # An ActiveCampaign edit whose pull is still queued is settled first, by the
+            # connection's conflict rule, exactly as if the pull had run before this push.
+            from workers.inbound import settle_pending_pull  # (it imports this module)
+
+            if settle_pending_pull(runtime, connection, entity, record_id,
+                                   link.ac_contact_id, dv, ac) is not None:
+                _, link = _load(runtime, connection_id, entity, record_id)
         select_columns = [*setup.select, "statecode"] if entity == "lead" else setup.select
         try:
             row = dv.get(info.entity_set, record_id, select=select_columns,

@@ -15,7 +15,12 @@ from sqlalchemy import select
 from bridge.config import load_settings
 from bridge.connections import create_connection
 from bridge.models import Connection, RecordLink
-from bridge.queueing import REALTIME_QUEUE, get_queue
+from bridge.queueing import (
+    REALTIME_QUEUE,
+    enqueue_contact_pull,
+    get_queue,
+    inbound_pending_key,
+)
 from bridge.runtime import Runtime
 from tests.integration.conftest import AC_KEY, CLIENT_ID, wait_until
 from tests.integration.test_delta_sync import synced_leads, work_off
@@ -158,6 +163,87 @@ def test_a_change_made_only_in_dynamics_is_not_overwritten_by_a_pull(
     assert dataverse.get_record("lead", lead_id)["lastname"] == "NewInAc"
     work_off(runtime)
     assert activecampaign.find_contact("l0@example.com")["firstName"] == "NewInDynamics"
+
+
+@pytest.mark.parametrize("runs_first", ["pull", "push"])
+@pytest.mark.parametrize(
+    ("rule", "dynamics_first", "expected"),
+    [
+        ("dynamics_wins", False, "FromDynamics"),
+        ("dynamics_wins", True, "FromDynamics"),
+        ("activecampaign_wins", False, "FromAc"),
+        ("activecampaign_wins", True, "FromAc"),
+        ("most_recent", True, "FromAc"),  # ActiveCampaign edited last
+        ("most_recent", False, "FromDynamics"),  # Dynamics edited last
+    ],
+)
+def test_a_push_that_runs_before_the_queued_pull_applies_the_conflict_rule_too(
+    runtime, connection_id, sales_user, activecampaign, dataverse, rule, dynamics_first,
+    expected, runs_first,
+):
+    """Issue #6: the Dynamics push must not overwrite an ActiveCampaign edit whose pull is
+    still queued; whichever job runs first, the rule decides and the conflict is noted."""
+    [lead_id] = synced_leads(runtime, connection_id, sales_user, count=1)
+    set_rule(runtime, connection_id, rule)
+    ac_id = activecampaign.find_contact("l0@example.com")["id"]
+
+    def edit_dynamics():  # its webhook's push job runs below
+        sales_user.update("leads", lead_id, {"firstname": "FromDynamics"})
+
+    def edit_activecampaign():  # the account webhook queues a pull (not run yet)
+        activecampaign.seed_contact("l0@example.com", firstName="FromAc", lastName="AcOnly")
+        assert enqueue_contact_pull(runtime.redis, connection_id, ac_id, "update", "update")
+
+    first, second = ((edit_dynamics, edit_activecampaign) if dynamics_first
+                     else (edit_activecampaign, edit_dynamics))
+    first()
+    time.sleep(1.1)  # ActiveCampaign's udate has one-second resolution
+    second()
+
+    if runs_first == "push":
+        assert push_record(runtime, connection_id, "lead", lead_id).outcome in (
+            "synced", "unchanged")
+        # The push settled the pull and claimed it; the queued job is still harmless.
+        assert not runtime.redis.exists(
+            inbound_pending_key(connection_id, "update", ac_id))
+        link = link_of(runtime, "lead", lead_id)
+        assert "firstname" in link.last_conflict and rule in link.last_conflict
+        dv_log, ac_log = len(dataverse.request_log), len(activecampaign.request_log)
+        work_off(runtime)  # the queued pull job
+        assert [e for e in dataverse.request_log[dv_log:] if e["method"] == "PATCH"] == []
+        assert [e for e in activecampaign.request_log[ac_log:]
+                if e["method"] in ("POST", "PUT", "DELETE")] == []
+    else:
+        [record] = pull_contact(runtime, connection_id, ac_id, "update")["records"].values()
+        assert record["conflicts"] == 1
+        push_record(runtime, connection_id, "lead", lead_id)  # the Dynamics webhook's job
+        work_off(runtime)  # the queued pull, and the push queued when Dynamics' value stands
+
+    row = dataverse.get_record("lead", lead_id)
+    assert row["firstname"] == expected
+    assert row["lastname"] == "AcOnly"  # one-sided change: always taken
+    contact = activecampaign.find_contact("l0@example.com")
+    assert (contact["firstName"], contact["lastName"]) == (expected, "AcOnly")
+    link = link_of(runtime, "lead", lead_id)
+    assert "firstname" in link.last_conflict and rule in link.last_conflict
+    assert "lastname" not in link.last_conflict
+    assert link.status == "synced"
+
+
+def test_a_push_with_no_pull_queued_makes_no_extra_activecampaign_request(
+    runtime, connection_id, sales_user, activecampaign
+):
+    [lead_id] = synced_leads(runtime, connection_id, sales_user, count=1)
+    ac_id = activecampaign.find_contact("l0@example.com")["id"]
+    sales_user.update("leads", lead_id, {"firstname": "OnlyInDynamics"})
+    activecampaign.reset_log()
+
+    assert push_record(runtime, connection_id, "lead", lead_id).outcome == "synced"
+
+    assert [(e["method"], e["path"]) for e in activecampaign.request_log] == [
+        ("POST", "/api/3/contact/sync")]  # the write itself: no read of the contact
+    assert activecampaign.find_contact("l0@example.com")["id"] == ac_id
+    assert activecampaign.find_contact("l0@example.com")["firstName"] == "OnlyInDynamics"
 
 
 # --- a qualified lead ---------------------------------------------------------------------------
