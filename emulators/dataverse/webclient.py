@@ -10,7 +10,8 @@ web resources share one origin exactly as in Dynamics:
 ``GET /main.aspx?pagetype=webresource&webresourceName=<name>[&data=<text>]``
     The app shell: a site map of the ActiveCampaign app (read from the solution's
     AppModuleSiteMap.xml), a global ``Xrm`` and the web resource in an iframe that gets
-    ``?data=<text>``.
+    ``?data=<text>``. Add ``&tokenhost=0`` to leave out ``window.ActiveCampaignBridgeHost``
+    (below), so the web resource signs in with MSAL.js as it does in real Dynamics.
 ``GET /main.aspx?pagetype=entityrecord&etn=lead&id=<guid>``
     A minimal record form: a few columns, the command bar buttons the solution's
     RibbonDiff.xml declares for the main form (``JavaScriptFunction`` with its ``CrmParameter``
@@ -284,7 +285,9 @@ def _webresource_shell(emu: DataverseEmulator, user: dict[str, Any]) -> Response
         + f'<iframe id="WebResource" name="WebResource" title="{html.escape(name)}" '
         + f'src="{html.escape(src)}"></iframe></main></div>'
     )
-    return _page(f"{APP_TITLE} - Dynamics 365", body, _context(emu, user))
+    context = _context(emu, user)
+    context["tokenHost"] = request.args.get("tokenhost") != "0"
+    return _page(f"{APP_TITLE} - Dynamics 365", body, context)
 
 
 _FORM_COLUMNS = ("firstname", "lastname", "emailaddress1", "companyname", "telephone1", "jobtitle")

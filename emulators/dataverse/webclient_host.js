@@ -53,10 +53,13 @@
     });
   }
 
-  /* The dev-host stand-in for MSAL.js: a user access token for the bridge's app registration. */
-  window.ActiveCampaignBridgeHost = {
-    getToken: function () { return token("bridge"); }
-  };
+  /* The dev-host stand-in for MSAL.js: a user access token for the bridge's app registration.
+     Left out when the shell was opened with tokenhost=0 (the page then uses MSAL.js). */
+  if (ctx.tokenHost !== false) {
+    window.ActiveCampaignBridgeHost = {
+      getToken: function () { return token("bridge"); }
+    };
+  }
 
   function entitySet(logicalName) {
     var set = ctx.entitySets[logicalName];

@@ -17,9 +17,7 @@ from tests.integration import test_actions
 from tests.integration.test_actions import Caller, make_caller
 from workers.sync import push_record
 
-# Fixtures shared with the action tests.
-runtime = test_actions.runtime
-connection_id = test_actions.connection_id
+# A fixture shared with the action tests (runtime and connection_id come from conftest.py).
 jane = test_actions.jane
 
 pytestmark = pytest.mark.slow

@@ -12,10 +12,13 @@
  * `window.ActiveCampaignBridgeHost = { getToken(): Promise<string> }` on the app shell, i.e. the
  * web resource's parent window), getToken() asks it. Otherwise, in real Dynamics, it uses MSAL.js
  * (msal-browser, global `msal`): ssoSilent for api://<ac_BridgeClientId>/access_as_user with the
- * user's name as login hint, falling back to a popup when interaction is required. The MSAL.js
- * library file is loaded by the pages that call the bridge, before this file, with their own
- * <script> tag; this version of the solution does not ship it yet, so until a page loads it
- * getToken() rejects with a message that says so. Any page or test can replace the hook:
+ * user's name as login hint, falling back to a popup when interaction is required. The library
+ * is the solution's web resource ac_/js/vendor/msal-browser.min.js (@azure/msal-browser 5.30.0,
+ * see the solution's README), loaded by every page before this file; a page without it gets a
+ * rejection that says so. MSAL.js 5 returns Entra's answer through a redirect page that runs its
+ * redirect bridge: ac_/html/signin.html, the redirect URI registered for the app. When sign-in
+ * fails (Entra unreachable, popup blocked, ...) getToken() rejects with a message that starts
+ * "Could not sign you in" and names the cause. Any page or test can replace the hook:
  *     ActiveCampaignBridge.auth.getToken = function () { return Promise.resolve("<token>"); };
  *
  * Every call also carries "X-Dynamics-Org-Url: <Xrm global context client URL>", which tells the
@@ -111,9 +114,10 @@ ActiveCampaignBridge.client = ActiveCampaignBridge.client || {};
         auth: {
           clientId: config.clientId,
           authority: "https://login.microsoftonline.com/organizations",
-          /* One fixed, registered redirect page per organization: page URLs inside the app
-             carry a changing cache prefix, so the current page cannot be registered. */
-          redirectUri: window.location.origin + "/WebResources/ac_/html/dashboard.html"
+          /* One fixed, registered redirect page per organization (page URLs inside the app
+             carry a changing cache prefix, so the current page cannot be registered); MSAL.js 5
+             needs it to run the redirect bridge, which ac_/html/signin.html does. */
+          redirectUri: window.location.origin + "/WebResources/ac_/html/signin.html"
         },
         cache: { cacheLocation: "localStorage" }
       });
@@ -133,7 +137,30 @@ ActiveCampaignBridge.client = ActiveCampaignBridge.client || {};
       throw error;
     }).then(function (result) {
       return result.accessToken;
+    }, function (error) {
+      throw signInError(error);
     });
+  }
+
+  /* An MSAL.js failure as a message for the user, keeping MSAL's code for support. */
+  function signInError(error) {
+    var code = (error && error.errorCode) || "";
+    var detail = (error && (error.errorMessage || error.message)) || String(error);
+    var hint;
+    if (code === "popup_window_error" || code === "empty_window_error") {
+      hint = "the sign-in window was blocked: allow pop-ups for this site and try again";
+    } else if (code === "user_cancelled") {
+      hint = "the sign-in window was closed before sign-in finished";
+    } else if (/timed?_?out|network|no_network_connectivity|endpoints_resolution_error/i.test(code)) {
+      hint = "Microsoft Entra ID (login.microsoftonline.com) could not be reached or did not answer";
+    } else {
+      hint = "Microsoft Entra ID refused the sign-in";
+    }
+    var wrapped = new Error("Could not sign you in to the ActiveCampaign bridge: " + hint +
+      (code ? " (" + code + ": " + detail + ")" : " (" + detail + ")") + ".");
+    wrapped.cause = error;
+    wrapped.errorCode = code || undefined;
+    return wrapped;
   }
 
   /* A token provider offered by the hosting window (see the header comment), if any. */
