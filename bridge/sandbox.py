@@ -100,8 +100,7 @@ class Sandbox:
         return sandbox
 
     def _seed(self) -> None:
-        for lead in DEMO_LEADS:
-            self.dataverse.create_record("lead", lead)
+        self.demo_lead_id = [self.dataverse.create_record("lead", lead) for lead in DEMO_LEADS][0]
         for contact in DEMO_CONTACTS:
             self.dataverse.create_record("contact", contact)
         for name, status in DEMO_AUTOMATIONS:
@@ -153,6 +152,13 @@ class Sandbox:
             self.admin_oid, self.dataverse.webclient_url("ac_/html/settings.html")
         )
 
+    def sales_form_url(self) -> str:
+        """Sign in as the seeded sales user and open a demo lead's form."""
+        return self.dataverse.signin_url(
+            self.sales_oid,
+            f"{self.dataverse.url}/main.aspx?pagetype=entityrecord&etn=lead&id={self.demo_lead_id}",
+        )
+
     def connect_bridge(self, settings: Settings) -> None:
         """Create the connection and register the Dataverse webhooks, as an admin would."""
         from bridge.provisioning import connect_and_register
@@ -185,8 +191,10 @@ class Sandbox:
                 "Admin app (emulated Dynamics; accept the self-signed certificate), signed in as"
                 " Sam Admin:",
                 f"  {self.admin_app_url()}",
-                "  Other users: "
-                f"{self.dataverse.url}/_emulator/signin  (e.g. Jane Doe, a sales user)",
+                "A lead form with Add to Automation, Send Campaign and Marketing activity, signed"
+                " in as Jane Doe (sales user):",
+                f"  {self.sales_form_url()}",
+                f"  Other users: {self.dataverse.url}/_emulator/signin",
                 "Try it: create a lead in Dynamics and watch it arrive in ActiveCampaign:",
                 f"  {python} -m bridge.sandbox demo-lead --email you@example.com",
                 "Stop with Ctrl+C.",
