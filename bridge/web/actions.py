@@ -18,30 +18,23 @@ import datetime as dt
 import marshmallow as ma
 from flask import g, request
 from flask_smorest import Blueprint
-from rq import Callback, Retry
 from sqlalchemy import select
 
+from bridge.action_requests import start_action
 from bridge.actions import (
     ADD_TO_AUTOMATION,
     ENTITIES,
-    IDEMPOTENCY_SECONDS,
     MAX_RECORDS,
     SEND_CAMPAIGN,
     ActionStatus,
     RecordStatus,
     automations,
     campaigns,
-    find_target,
-    idempotency_key,
-    normalise_record_ids,
-    now_iso,
-    request_fingerprint,
 )
 from bridge.auth import requires_role
 from bridge.clients import ActiveCampaignClient, ActiveCampaignError, activecampaign_client
 from bridge.errors import ApiError
 from bridge.models import ActionLog, Connection
-from bridge.queueing import ACTIONS_QUEUE, get_queue
 
 blp = Blueprint(
     "actions",
@@ -51,9 +44,6 @@ blp = Blueprint(
 )
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-RUN_ACTION_FUNC = "workers.tasks.run_action"
-RUN_ACTION_FAILED_CALLBACK = "workers.tasks.run_action_failed"
-ACTION_RESULT_TTL_SECONDS = 3600
 SECURITY = [{"entra": []}]
 
 
@@ -249,132 +239,21 @@ def _accepted(action_id: int, status: str):
 
 
 def _start(action: str, body: dict, target_id: str):
-    raw_ids = body["record_ids"]
-    if len(raw_ids) == 0:
-        raise ApiError(422, "invalid_request", "Choose at least one record.",
-                       fields={"record_ids": ["at least one record id is required"]})
-    if len(raw_ids) > MAX_RECORDS:
-        raise ApiError(
-            422, "too_many_records",
-            f"At most {MAX_RECORDS} records per action ({len(raw_ids)} were sent).",
-            fields={"record_ids": [f"at most {MAX_RECORDS} record ids"]},
-        )
-    record_ids, problems = normalise_record_ids(raw_ids)
-    if problems:
-        raise ApiError(422, "invalid_record_ids", "Some record ids are not valid.",
-                       fields={"record_ids": problems})
-
-    runtime = web_runtime()
-    user = g.user
     connection = caller_connection()
-    if not connection.global_sync_enabled:
-        raise ApiError(
-            409, "sync_paused",
-            "Sync to ActiveCampaign is turned off by an administrator, so actions cannot run.",
-        )
-    entity = body["entity"]
-    fingerprint = request_fingerprint(action, entity, record_ids, target_id)
-    key = (request.headers.get(IDEMPOTENCY_HEADER) or body.get("idempotency_key") or "").strip()
-    key = key[:200]
-    redis_key = idempotency_key(connection.id, user.systemuser_id, key) if key else None
-    if redis_key:
-        existing = _replay(redis_key, fingerprint, connection.id)
-        if existing is not None:
-            return existing
-
-    ac = waiting_ac_client(connection)
-    try:
-        target = find_target(runtime.redis, connection.id, ac, action, target_id)
-    except ActiveCampaignError as exc:
-        raise activecampaign_failure(exc) from None
-    kind = "automation" if action == ADD_TO_AUTOMATION else "campaign"
-    if target is None:
-        raise ApiError(
-            422, f"unknown_{kind}", f"There is no {kind} {target_id} in ActiveCampaign.",
-            fields={f"{kind}_id": [f"unknown {kind}"]},
-        )
-    if action == ADD_TO_AUTOMATION and not target["active"]:
-        raise ApiError(422, "automation_inactive",
-                       f"The automation '{target['name']}' is not active.",
-                       fields={"automation_id": ["inactive automation"]})
-    if action == SEND_CAMPAIGN and not target["sendable"]:
-        raise ApiError(422, "campaign_not_sendable",
-                       f"The campaign '{target['name']}' ({target['status']}) cannot be sent "
-                       "to one contact.", fields={"campaign_id": ["not sendable"]})
-
-    stamp = now_iso()
-    with runtime.db.session() as session:
-        row = ActionLog(
-            connection_id=connection.id,
-            action=action,
-            target_id=target_id,
-            target_name=target["name"][:300],
-            entity=entity,
-            record_ids=record_ids,
-            user_systemuser_id=user.systemuser_id,
-            user_name=user.name[:200],
-            status=ActionStatus.QUEUED,
-            results={
-                rid: {"status": RecordStatus.QUEUED, "detail": "", "updated_at": stamp}
-                for rid in record_ids
-            },
-        )
-        session.add(row)
-        session.flush()
-        action_id = row.id
-
-    if redis_key and not runtime.redis.set(
-        redis_key, f"{action_id}:{fingerprint}", nx=True, ex=IDEMPOTENCY_SECONDS
-    ):
-        _delete_action(action_id)  # a concurrent retry won the race
-        existing = _replay(redis_key, fingerprint, connection.id)
-        if existing is not None:
-            return existing
-    try:
-        get_queue(runtime.redis, ACTIONS_QUEUE).enqueue_call(
-            RUN_ACTION_FUNC,
-            kwargs={"action_id": action_id},
-            job_id=f"action-{action_id}",
-            timeout=120 + 20 * len(record_ids),
-            result_ttl=ACTION_RESULT_TTL_SECONDS,
-            retry=Retry(max=2, interval=[5, 30]),
-            on_failure=Callback(RUN_ACTION_FAILED_CALLBACK),
-            description=f"{action} {target_id} for {len(record_ids)} {entity}(s)",
-        )
-    except BaseException:
-        if redis_key:
-            runtime.redis.delete(redis_key)
-        _delete_action(action_id)
-        raise
-    return _accepted(action_id, ActionStatus.QUEUED)
-
-
-def _delete_action(action_id: int) -> None:
-    with web_runtime().db.session() as session:
-        row = session.get(ActionLog, action_id)
-        if row is not None:
-            session.delete(row)
-
-
-def _replay(redis_key: str, fingerprint: str, connection_id: int):
-    raw = web_runtime().redis.get(redis_key)
-    if not raw:
-        return None
-    action_id, _, stored = raw.decode().partition(":")
-    if stored != fingerprint:
-        raise ApiError(
-            422, "idempotency_key_reused",
-            "This Idempotency-Key was already used for a different request.",
-        )
-    with web_runtime().db.session() as session:
-        row = session.scalar(
-            select(ActionLog).where(
-                ActionLog.id == int(action_id), ActionLog.connection_id == connection_id
-            )
-        )
-        if row is None:
-            return None
-        return _accepted(row.id, row.status)
+    client_key = (request.headers.get(IDEMPOTENCY_HEADER) or body.get("idempotency_key") or "")
+    action_id, status = start_action(
+        web_runtime(),
+        user=g.user,
+        connection=connection,
+        ac=waiting_ac_client(connection),
+        action=action,
+        entity=body["entity"],
+        raw_record_ids=body["record_ids"],
+        target_id=target_id,
+        client_key=client_key.strip(),
+        activecampaign_failure=activecampaign_failure,
+    )
+    return _accepted(action_id, status)
 
 
 # --- routes ---------------------------------------------------------------------------------
